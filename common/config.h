@@ -1,0 +1,110 @@
+/*
+ * config.h - the service's configuration, read once from the environment.
+ *
+ * Every program (api, worker, janitor) loads the same struct at start-up
+ * with cfg_load() and never changes it afterwards, so it may be read from
+ * any thread without locking. Values come from the process environment,
+ * then from an optional .env file (ENV_FILE, default ./.env) for names the
+ * environment does not set. A bad value stops the program with a message
+ * that names the variable.
+ */
+#ifndef OC_CONFIG_H
+#define OC_CONFIG_H
+
+#include <stddef.h>
+
+/* Which parts of the configuration a program needs; cfg_load() insists on
+ * the required variables of those parts only. */
+enum cfg_role {
+    CFG_ROLE_API     = 1 << 0,
+    CFG_ROLE_WORKER  = 1 << 1,
+    CFG_ROLE_JANITOR = 1 << 2,
+    CFG_ROLE_ADMIN   = 1 << 3,   /* migrate, keys: database only */
+};
+
+enum cfg_sandbox {
+    CFG_SANDBOX_BWRAP,           /* the agent runs under bubblewrap */
+    CFG_SANDBOX_NONE,            /* explicit opt-out: AGENT_SANDBOX=none */
+};
+
+#define CFG_MAX_AGENT_ENV 64
+
+struct cfg {
+    /* shared */
+    char  *database_url;         /* DATABASE_URL: libpq connection string */
+    char  *amqp_url;             /* AMQP_URL: amqp://user:pass@host:port/vhost */
+    char  *amqp_queue;           /* AMQP_QUEUE */
+    char  *data_dir;             /* DATA_DIR: absolute; sessions/ lives here */
+    int    log_level;            /* LOG_LEVEL: see log.h */
+
+    /* limits (api); each one's reason is in config.c */
+    long   max_files;            /* MAX_FILES */
+    long   max_session_bytes;    /* MAX_SESSION_BYTES */
+    long   max_body_bytes;       /* MAX_BODY_BYTES */
+    long   max_prompt_bytes;     /* MAX_PROMPT_BYTES */
+    long   default_ttl_s;        /* DEFAULT_TTL_S */
+    long   max_ttl_s;            /* MAX_TTL_S */
+    long   default_job_timeout_s;/* DEFAULT_JOB_TIMEOUT_S */
+    long   max_job_timeout_s;    /* MAX_JOB_TIMEOUT_S */
+    char  *default_model;        /* DEFAULT_MODEL: provider/model */
+
+    /* api */
+    char  *api_key;              /* API_KEY: bootstrap key */
+    char  *api_listen;           /* API_LISTEN: civetweb listening_ports */
+    long   api_threads;          /* API_THREADS */
+
+    /* worker */
+    long   worker_concurrency;   /* WORKER_CONCURRENCY */
+    char  *worker_id;            /* WORKER_ID (default host:pid) */
+    char  *opencode_bin;         /* OPENCODE_BIN: resolved absolute path */
+    char  *agent_config_json;    /* contents of AGENT_CONFIG_FILE, or NULL */
+    enum cfg_sandbox sandbox;    /* AGENT_SANDBOX */
+    char  *bwrap_bin;            /* BWRAP_BIN */
+    char  *agent_env[CFG_MAX_AGENT_ENV]; /* AGENT_ENV: names passed through */
+    size_t agent_env_count;
+    long   job_lease_s;          /* JOB_LEASE_S */
+    long   job_max_attempts;     /* JOB_MAX_ATTEMPTS */
+    long   worker_grace_s;       /* WORKER_GRACE_S */
+    long   max_stdout_bytes;     /* MAX_STDOUT_BYTES: kept per job */
+
+    /* janitor */
+    long   janitor_interval_s;   /* JANITOR_INTERVAL_S */
+    long   job_retention_s;      /* JOB_RETENTION_S */
+};
+
+/*
+ * Fills *c from the environment for the given roles (a mask of
+ * enum cfg_role). Returns 0, or -1 with a message naming the variable in
+ * err (err_len bytes). On failure *c holds nothing that needs freeing.
+ */
+int cfg_load(struct cfg *c, unsigned roles, char *err, size_t err_len);
+
+/* Frees what cfg_load() allocated. Accepts a zeroed struct. */
+void cfg_free(struct cfg *c);
+
+/*
+ * Parses a decimal integer in [min, max] (the whole string, no sign tricks,
+ * no trailing junk). Returns 0 and sets *out, or -1. Used by cfg_load() and
+ * by request parsing.
+ */
+int cfg_parse_long(const char *s, long min, long max, long *out);
+
+/*
+ * 1 when a per-session variable may not use this name: the service's own
+ * variables, loader and interpreter hooks (LD_*, ...), and the names the
+ * worker sets for the agent itself (HOME, PATH, OPENCODE_*).
+ */
+int cfg_env_name_reserved(const char *name);
+
+/* 1 when name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, <= 128. */
+int cfg_env_name_valid(const char *name);
+
+/*
+ * Reads NAME=value lines from path into the environment, without replacing
+ * variables that are already set. Blank lines and # comments are skipped;
+ * values may be wrapped in single or double quotes. A missing file is not an
+ * error. Returns 0, or -1 with a message in err.
+ */
+int cfg_load_env_file(const char *path, char *err, size_t err_len);
+
+#endif

@@ -1,0 +1,110 @@
+/* jsonutil.c - see jsonutil.h. */
+#include "jsonutil.h"
+#include "path.h"
+#include "timefmt.h"
+
+#include <math.h>
+
+/* One pass over the raw bytes: tracks strings and escapes to measure
+ * nesting depth and find \u0000, before cJSON sees the text. */
+static const char *json_prescan(const char *buf, size_t len)
+{
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (in_string) {
+            if (c == '\\') {
+                if (i + 5 < len && buf[i + 1] == 'u' && buf[i + 2] == '0' &&
+                    buf[i + 3] == '0' && buf[i + 4] == '0' && buf[i + 5] == '0')
+                    return "strings must not contain \\u0000";
+                i++;          /* skip the escaped character */
+            } else if (c == '"') {
+                in_string = 0;
+            }
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH)
+                return "JSON nesting is too deep";
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == '\0') {
+            return "body contains a NUL byte";
+        }
+    }
+    return NULL;
+}
+
+cJSON *json_parse_body(const char *buf, size_t len, const char **why)
+{
+    if (len == 0) {
+        *why = "request body is empty";
+        return NULL;
+    }
+    const char *bad = json_prescan(buf, len);
+    if (bad != NULL) {
+        *why = bad;
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (j == NULL) {
+        *why = "request body is not valid JSON";
+        return NULL;
+    }
+    /* Trailing garbage after the value (whitespace is fine). */
+    for (const char *p = end; p != NULL && p < buf + len; p++) {
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+            cJSON_Delete(j);
+            *why = "request body is not valid JSON";
+            return NULL;
+        }
+    }
+    return j;
+}
+
+int json_add_time(cJSON *obj, const char *name, int64_t usec, int is_null)
+{
+    char iso[TIME_ISO_LEN];
+    if (is_null || time_format_iso(usec, iso) != 0)
+        return cJSON_AddNullToObject(obj, name) ? 0 : -1;
+    return cJSON_AddStringToObject(obj, name, iso) ? 0 : -1;
+}
+
+int json_add_str_or_null(cJSON *obj, const char *name, const char *s)
+{
+    if (s == NULL)
+        return cJSON_AddNullToObject(obj, name) ? 0 : -1;
+    return cJSON_AddStringToObject(obj, name, s) ? 0 : -1;
+}
+
+int json_get_int(const cJSON *obj, const char *name, long min, long max, long *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v))
+        return -1;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max)
+        return -1;
+    *out = (long)d;
+    return 0;
+}
+
+void json_sanitize_utf8(char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (c == 0) {
+            s[i++] = '?';
+        } else if (n == 0 || i + n > len || !path_utf8_valid(s + i, n)) {
+            s[i++] = '?';
+        } else {
+            i += n;
+        }
+    }
+}
