@@ -325,6 +325,10 @@ void worker_job_run(struct worker *w, struct pg_conn **db, struct store_claim *c
                  c->job_id, man.skipped);
 
 record:
+    /* The scratch folder goes before the outcome becomes visible, so a
+     * client that sees the job ended sees only its outputs on disk. */
+    if (run[0] != '\0')
+        fs_rm_rf(run);
     job_record(w, db, c, &o);
 done:
     if (run[0] != '\0')

@@ -1,0 +1,365 @@
+"""Black-box test harness: starts the real programs against the private
+PostgreSQL and RabbitMQ of scripts/test.sh, and talks to them over HTTP.
+
+Each Service gets its own database, queue, data folder and ports, so test
+files never see each other's rows or messages. Only the model provider is
+replaced: by tests/fakemodel/fake_model.py, a scripted OpenAI-compatible
+server on loopback that tells the real opencode which tools to call.
+
+Environment (set by scripts/test.sh and tests/CMakeLists.txt):
+  DATABASE_URL   the stack's database (its role owns the test databases)
+  AMQP_URL       the stack's broker
+  STACK_DIR      the stack's folder (admin socket for CREATE DATABASE)
+  STACK_SH       scripts/stack.sh, to stop and start servers mid-test
+  OC_BUILD_DIR   where opencode-api, opencode-worker, opencode-janitor are
+  OC_SOURCE_DIR  the project root
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+import uuid
+
+SOURCE = os.environ.get("OC_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILD = os.environ.get("OC_BUILD_DIR", os.path.join(SOURCE, "build"))
+STACK_SH = os.environ.get("STACK_SH", os.path.join(SOURCE, "scripts", "stack.sh"))
+FAKE_MODEL = os.path.join(SOURCE, "tests", "fakemodel", "fake_model.py")
+OPENCODE = os.path.join(SOURCE, "node_modules", ".bin", "opencode")
+MODEL = "scripted/scripted-model"
+
+
+def script_prompt(steps, text="scripted job"):
+    """A prompt that makes the fake model play these steps (see fake_model.py)."""
+    return "%s\n```script\n%s\n```\n" % (text, json.dumps(steps))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, interval=0.2, what="condition"):
+    """Polls pred() until it returns a true value; fails the test after timeout."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def stack(cmd):
+    """Runs scripts/stack.sh CMD (pg-stop, pg-start, mq-stop, mq-start)."""
+    subprocess.run(["bash", STACK_SH, cmd], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=180)
+
+
+def _db_parts():
+    u = urllib.parse.urlparse(os.environ["DATABASE_URL"])
+    return u
+
+
+def admin_sql(sql, dbname="postgres"):
+    """SQL as the cluster's superuser over the stack's unix socket."""
+    u = _db_parts()
+    sock = os.path.join(os.environ["STACK_DIR"], "pg", "run")
+    out = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+         "-h", sock, "-p", str(u.port), "-d", dbname, "-c", sql],
+        check=True, capture_output=True, text=True, timeout=60)
+    return out.stdout
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:300])
+
+
+class Service:
+    """One isolated deployment: api + workers + janitor on fresh state."""
+
+    def __init__(self, name, workers=1, janitor=False, env=None, api=True):
+        self.name = name
+        self.tmp = tempfile.mkdtemp(prefix="oc-%s-" % name)
+        self.data_dir = os.path.join(self.tmp, "data")
+        self.db_name = "t_%s_%s" % (name.replace("-", "_"), uuid.uuid4().hex[:8])
+        self.queue = "oc.test.%s.%s" % (name, uuid.uuid4().hex[:8])
+        self.api_key = "test-key-" + uuid.uuid4().hex
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.procs = {}
+        self.logs = {}
+        self.extra_env = dict(env or {})
+        u = _db_parts()
+        admin_sql("CREATE DATABASE %s OWNER %s" % (self.db_name, u.username))
+        self.database_url = urllib.parse.urlunparse(u._replace(path="/" + self.db_name))
+        self._start_fake_model()
+        if api:
+            self.start_api()
+        for i in range(workers):
+            self.start_worker("worker%d" % i)
+        if janitor:
+            self.start_janitor("janitor")
+
+    # ---- processes -------------------------------------------------------
+
+    def env(self, **more):
+        e = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.tmp,
+            "ENV_FILE": os.path.join(self.tmp, "no.env"),
+            "DATABASE_URL": self.database_url,
+            "AMQP_URL": os.environ["AMQP_URL"],
+            "AMQP_QUEUE": self.queue,
+            "DATA_DIR": self.data_dir,
+            "API_KEY": self.api_key,
+            "API_LISTEN": "127.0.0.1:%d" % self.port,
+            "OPENCODE_BIN": OPENCODE,
+            "AGENT_CONFIG_FILE": self.agent_config,
+            "DEFAULT_MODEL": MODEL,
+            "JOB_LEASE_S": "6",
+            "JANITOR_INTERVAL_S": "1",
+            "WORKER_GRACE_S": "5",
+            "LOG_LEVEL": "debug",
+        }
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                e[k] = os.environ[k]
+        e.update(self.extra_env)
+        e.update(more)
+        return {k: v for k, v in e.items() if v is not None}
+
+    def _spawn(self, key, argv, env):
+        log = open(os.path.join(self.tmp, key + ".log"), "ab")
+        self.logs[key] = log.name
+        p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, cwd=self.tmp)
+        log.close()
+        self.procs[key] = p
+        return p
+
+    def _start_fake_model(self):
+        port_file = os.path.join(self.tmp, "model.port")
+        self._spawn("model", [sys.executable, FAKE_MODEL, "--port", "0", "--port-file", port_file,
+                              "--log", os.path.join(self.tmp, "model-requests.log")],
+                    dict(os.environ))
+        wait_for(lambda: os.path.exists(port_file), 20, what="fake model port file")
+        with open(port_file) as f:
+            self.model_port = int(f.read().strip())
+        base = "http://127.0.0.1:%d/v1" % self.model_port
+        provider = {"npm": "@ai-sdk/openai-compatible",
+                    "options": {"baseURL": base, "apiKey": "scripted"},
+                    "models": {"scripted-model": {"name": "scripted-model"}}}
+        self.agent_config = os.path.join(self.tmp, "agent-config.json")
+        with open(self.agent_config, "w") as f:
+            json.dump({"provider": {"scripted": provider}}, f)
+
+    def start_api(self, **env):
+        p = self._spawn("api", [os.path.join(BUILD, "opencode-api")], self.env(**env))
+        wait_for(lambda: self._health(p), 60, what="api /health")
+        return p
+
+    def _health(self, p):
+        if p.poll() is not None:
+            raise AssertionError("api exited with %s:\n%s" % (p.returncode, self.log_tail("api")))
+        try:
+            return self.request("GET", "/health", key=None).status == 200
+        except OSError:
+            return False
+
+    def start_worker(self, key="worker0", **env):
+        return self._spawn(key, [os.path.join(BUILD, "opencode-worker")],
+                           self.env(WORKER_ID=key, **env))
+
+    def start_janitor(self, key="janitor", **env):
+        return self._spawn(key, [os.path.join(BUILD, "opencode-janitor")], self.env(**env))
+
+    def run_program(self, argv, **env):
+        return subprocess.run(argv, env=self.env(**env), capture_output=True, text=True,
+                              timeout=120, cwd=self.tmp)
+
+    def stop(self, key, sig=signal.SIGTERM, timeout=60):
+        p = self.procs.get(key)
+        if p is None or p.poll() is not None:
+            return p.returncode if p else None
+        p.send_signal(sig)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError("%s did not stop within %ss" % (key, timeout))
+
+    def close(self):
+        for key in list(self.procs):
+            p = self.procs[key]
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for key, p in self.procs.items():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        sanitizer = []
+        for key, path in self.logs.items():
+            with open(path, errors="replace") as f:
+                text = f.read()
+            if "ERROR: AddressSanitizer" in text or "runtime error:" in text or \
+               "ERROR: LeakSanitizer" in text:
+                sanitizer.append("%s:\n%s" % (key, text[-4000:]))
+        try:
+            admin_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db_name)
+        except subprocess.SubprocessError:
+            pass
+        if sanitizer:
+            raise AssertionError("sanitizer reports:\n" + "\n".join(sanitizer))
+        if os.environ.get("OC_KEEP_TMP") is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_tail(self, key, n=4000):
+        path = self.logs.get(key)
+        if not path or not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
+            return f.read()[-n:]
+
+    def all_logs(self):
+        return "\n".join("==== %s ====\n%s" % (k, self.log_tail(k)) for k in self.logs)
+
+    # ---- HTTP ----------------------------------------------------------
+
+    def request(self, method, path, body=None, key="default", headers=None, raw=None,
+                timeout=30):
+        h = {}
+        if key == "default":
+            key = self.api_key
+        if key is not None:
+            h["X-API-Key"] = key
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            return Response(r.status, dict(r.getheaders()), r.read())
+        finally:
+            c.close()
+
+    def create_session(self, files, ttl=None, key="default", **extra):
+        body = {"files": [{"path": p, "content": c} for p, c in files.items()]}
+        if ttl is not None:
+            body["ttl_seconds"] = ttl
+        body.update(extra)
+        r = self.request("POST", "/session", body, key=key)
+        if r.status != 200:
+            raise AssertionError("create session: %r" % r)
+        return r.json()
+
+    def submit(self, session_id, prompt, key="default", **fields):
+        body = {"prompt": prompt}
+        body.update(fields)
+        r = self.request("POST", "/job?session_id=" + session_id, body, key=key)
+        if r.status != 200:
+            raise AssertionError("submit job: %r" % r)
+        return r.json()
+
+    def job(self, job_id, key="default"):
+        r = self.request("GET", "/job/status?job_id=" + job_id, key=key)
+        if r.status != 200:
+            raise AssertionError("job status: %r" % r)
+        return r.json()
+
+    def wait_job(self, job_id, timeout=120, states=("succeeded", "failed", "timed_out", "cancelled")):
+        def done():
+            j = self.job(job_id)
+            return j if j["status"] in states else None
+        try:
+            return wait_for(done, timeout, 0.3, "job %s to reach %s" % (job_id, states))
+        except AssertionError:
+            sys.stderr.write(self.all_logs())
+            raise
+
+    def download(self, session_id, path, job_id=None, key="default"):
+        q = "/download?session_id=%s&file_path=%s" % (session_id, urllib.parse.quote(path, safe=""))
+        if job_id:
+            q += "&job_id=" + job_id
+        return self.request("GET", q, key=key)
+
+    # ---- database and disk ----------------------------------------------
+
+    def sql(self, query):
+        """Rows of query as lists of strings (psql -At, tab-separated)."""
+        out = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                              self.database_url, "-c", query],
+                             check=True, capture_output=True, text=True, timeout=60)
+        return [line.split("\t") for line in out.stdout.splitlines() if line != ""]
+
+    def scalar(self, query):
+        rows = self.sql(query)
+        return rows[0][0] if rows else None
+
+    def session_dir(self, sid):
+        return os.path.join(self.data_dir, "sessions", sid)
+
+    def disk_sessions(self):
+        root = os.path.join(self.data_dir, "sessions")
+        return sorted(os.listdir(root)) if os.path.isdir(root) else []
+
+
+class ServiceTest(unittest.TestCase):
+    """A TestCase whose class shares one Service (set SERVICE_ARGS)."""
+
+    SERVICE_ARGS = {}
+    svc = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = Service(cls.__name__.lower(), **cls.SERVICE_ARGS)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.svc is not None:
+            cls.svc.close()
+
+    def counts(self):
+        """Rows and folders that a refused request must not change."""
+        s = self.svc
+        return (s.scalar("SELECT count(*) FROM sessions"), s.scalar("SELECT count(*) FROM jobs"),
+                s.scalar("SELECT count(*) FROM session_files"), tuple(s.disk_sessions()))
+
+    def assertError(self, r, status, contains=None):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.headers.get("Content-Type"), "application/json", r)
+        detail = r.json().get("detail")
+        self.assertIsInstance(detail, str, r)
+        if contains:
+            self.assertIn(contains.lower(), detail.lower(), r)
+        return detail
+
+
+def main():
+    unittest.main(verbosity=2)
