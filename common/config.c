@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- Defaults and bounds ------------------------------------------------ */
@@ -94,7 +95,9 @@ static int cfg_long(const char *name, long def, long min, long max, long *out,
 {
     const char *v = cfg_env(name);
     if (v == NULL) {
-        *out = def;
+        /* A default never escapes a lowered maximum (DEFAULT_JOB_TIMEOUT_S
+         * under MAX_JOB_TIMEOUT_S=300, say). */
+        *out = def < min ? min : def > max ? max : def;
         return 0;
     }
     if (cfg_parse_long(v, min, max, out) != 0)
@@ -384,9 +387,10 @@ static int cfg_load_worker(struct cfg *c, char *err, size_t err_len)
     /* realpath() both checks that it exists and gives the sandbox an
      * absolute path to bind. */
     c->opencode_bin = realpath(bin, NULL);
-    if (c->opencode_bin == NULL || access(c->opencode_bin, X_OK) != 0) {
-        cfg_fail(err, err_len, "OPENCODE_BIN \"%s\" is not an executable file: %s", bin,
-                 strerror(errno));
+    struct stat st;
+    if (c->opencode_bin == NULL || stat(c->opencode_bin, &st) != 0 || !S_ISREG(st.st_mode) ||
+        access(c->opencode_bin, X_OK) != 0) {
+        cfg_fail(err, err_len, "OPENCODE_BIN \"%s\" is not an executable file", bin);
         goto fail;
     }
     free(bin);

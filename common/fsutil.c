@@ -33,8 +33,15 @@ int fs_mkdir_p(const char *path, mode_t mode)
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (mkdir(buf, mode) != 0 && errno != EEXIST)
-                return -errno;
+            if (mkdir(buf, mode) != 0) {
+                struct stat st;
+                if (errno != EEXIST)
+                    return -errno;
+                if (stat(buf, &st) != 0)
+                    return -errno;
+                if (!S_ISDIR(st.st_mode))
+                    return -ENOTDIR;
+            }
             *p = saved;
             if (saved == '\0')
                 break;

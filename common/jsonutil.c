@@ -20,6 +20,10 @@ static const char *json_prescan(const char *buf, size_t len)
                 i++;          /* skip the escaped character */
             } else if (c == '"') {
                 in_string = 0;
+            } else if ((unsigned char)c < 0x20) {
+                /* JSON forbids raw control characters in strings, and a raw
+                 * NUL would cut the value short in cJSON. */
+                return "strings must not contain raw control characters";
             }
         } else if (c == '"') {
             in_string = 1;
@@ -86,7 +90,10 @@ int json_get_int(const cJSON *obj, const char *name, long min, long max, long *o
     if (!cJSON_IsNumber(v))
         return -1;
     double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max)
+    /* (double)LONG_MAX rounds up to 2^63: refuse that before the cast,
+     * which would be undefined. */
+    if (!isfinite(d) || d != floor(d) || d >= 9223372036854775808.0 ||
+        d < -9223372036854775808.0 || d < (double)min || d > (double)max)
         return -1;
     *out = (long)d;
     return 0;
