@@ -51,10 +51,10 @@ static char *env_opencode_config(const struct cfg *cfg)
     if (c == NULL)
         return NULL;
     if (!cJSON_HasObjectItem(c, "permission")) {
+        /* Everything: paths outside /workspace inside the sandbox (its
+         * HOME, /tmp) would otherwise be auto-rejected in `run` mode. */
         cJSON *p = cJSON_AddObjectToObject(c, "permission");
-        cJSON_AddStringToObject(p, "edit", "allow");
-        cJSON_AddStringToObject(p, "bash", "allow");
-        cJSON_AddStringToObject(p, "webfetch", "allow");
+        cJSON_AddStringToObject(p, "*", "allow");
     }
     if (!cJSON_HasObjectItem(c, "autoupdate"))
         cJSON_AddFalseToObject(c, "autoupdate");

@@ -28,8 +28,10 @@
 /* The agent's event stream is read whole for parsing up to this size;
  * past it only the tail is parsed (the final text and usage are there). */
 #define JOB_MAX_EVENTS_BYTES (64L * 1024 * 1024)
-/* stderr kept in an error message. */
-#define JOB_STDERR_TAIL 2000
+/* opencode's error log read back for the job's error message. */
+#define JOB_STDERR_TAIL (64 * 1024)
+/* Longest cause taken from that log. */
+#define JOB_CAUSE_MAX 500
 /* How long a worker keeps trying to record an outcome while the database
  * is down; past this the lease has long expired and the janitor re-runs
  * the job, so the fenced update would fail anyway. */
@@ -156,6 +158,24 @@ static int job_prepare(const struct cfg *cfg, const struct store_claim *c, const
     return 0;
 }
 
+/*
+ * Finds the first error="..." of an ERROR line in opencode's log: the real
+ * cause behind a generic error event (e.g. "ProviderModelNotFoundError:
+ * Model not found: nosuch/model."). Returns 1 with it in out, else 0.
+ */
+static int job_log_cause(const char *log, char *out, size_t len)
+{
+    const char *p = log ? strstr(log, " error=\"") : NULL;
+    if (p == NULL || len == 0)
+        return 0;
+    p += strlen(" error=\"");
+    size_t n = 0;
+    for (; *p != '\0' && *p != '"' && *p != '\n' && n + 1 < len && n < JOB_CAUSE_MAX; p++)
+        out[n++] = *p == '\\' && p[1] != '\0' ? *++p : *p;
+    out[n] = '\0';
+    return n > 0;
+}
+
 static void job_record(struct worker *w, struct pg_conn **db, const struct store_claim *c,
                        const struct store_outcome *o)
 {
@@ -195,7 +215,7 @@ void worker_job_run(struct worker *w, struct pg_conn **db, struct store_claim *c
 {
     const struct cfg *cfg = w->cfg;
     char work[4096], run[4096], home[4096], prompt[4200], out[4200], err[4200], envf[4096];
-    char error[JOB_STDERR_TAIL + 512];
+    char error[2 * JOB_CAUSE_MAX + 512], cause[JOB_CAUSE_MAX + 1];
     run[0] = '\0';
     struct store_outcome o;
     memset(&o, 0, sizeof(o));
@@ -280,11 +300,14 @@ void worker_job_run(struct worker *w, struct pg_conn **db, struct store_claim *c
         o.error = error;
     } else if (res.exit_code != 0 || rep.error != NULL) {
         o.status = "failed";
-        if (rep.error != NULL)
+        int has_cause = job_log_cause(stderr_tail, cause, sizeof(cause));
+        if (rep.error != NULL && has_cause && strncmp(rep.error, "UnknownError", 12) == 0)
+            snprintf(error, sizeof(error), "%s", cause);
+        else if (rep.error != NULL)
             snprintf(error, sizeof(error), "%s", rep.error);
         else
-            snprintf(error, sizeof(error), "opencode exited with status %d: %s", res.exit_code,
-                     stderr_tail ? stderr_tail : "");
+            snprintf(error, sizeof(error), "opencode exited with status %d%s%s", res.exit_code,
+                     has_cause ? ": " : "", has_cause ? cause : "");
         o.error = error;
     } else {
         o.status = "succeeded";

@@ -60,6 +60,23 @@ def wait_for(pred, timeout, interval=0.2, what="condition"):
     raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+def processes_mentioning(text):
+    """Pids whose command line contains text (e.g. a job id: the agent's
+    bwrap command line binds the job's workspace path)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            pids.append(int(pid))
+    return pids
+
+
 def stack(cmd):
     """Runs scripts/stack.sh CMD (pg-stop, pg-start, mq-stop, mq-start)."""
     subprocess.run(["bash", STACK_SH, cmd], check=True, stdout=subprocess.DEVNULL,

@@ -92,23 +92,24 @@ class JobFlow(harness.ServiceTest):
         sid = s.create_session({"a.txt": "original\n"})["session_id"]
         prompt = script_prompt([
             {"write": {"filePath": "a.txt", "content": "partial\n"}},
-            {"sleep": 60},
+            {"sleep": 300},
             {"text": "never"},
         ])
+        # The timeout leaves opencode time to start and write even on a
+        # loaded machine; the scripted sleep outlasts it by far.
         started = time.time()
-        job = s.wait_job(s.submit(sid, prompt, timeout_s=4)["job_id"], timeout=60)
+        job = s.wait_job(s.submit(sid, prompt, timeout_s=30)["job_id"], timeout=120)
         self.assertEqual(job["status"], "timed_out", job)
-        self.assertIn("timeout of 4 seconds", job["error"])
-        self.assertLess(time.time() - started, 40)
+        self.assertIn("timeout of 30 seconds", job["error"])
+        self.assertLess(time.time() - started, 90)
         # Partial outputs are kept with the job...
         self.assertEqual([f["path"] for f in job["output_files"]], ["a.txt"])
         r = s.download(sid, "a.txt", job_id=job["job_id"])
         self.assertEqual(r.body, b"partial\n")
         # ...but the session's files stay those of its last success.
         self.assertEqual(s.download(sid, "a.txt").body, b"original\n")
-        # No agent process is left behind.
-        out = os.popen("pgrep -f '[o]pencode run' || true").read().strip()
-        self.assertEqual(out, "", "agent processes left: " + out)
+        # No agent process of this job is left behind.
+        self.assertEqual(harness.processes_mentioning(job["job_id"]), [])
 
     def test_provider_http_errors_end_in_timeout(self):
         s = self.svc
@@ -122,7 +123,7 @@ class JobFlow(harness.ServiceTest):
         sid = s.create_session({"a.txt": "x\n"})["session_id"]
         job = s.wait_job(s.submit(sid, "hello", model="nosuch/model")["job_id"])
         self.assertEqual(job["status"], "failed", job)
-        self.assertIn("nosuch", job["error"].lower())
+        self.assertIn("model not found: nosuch/model", job["error"].lower())
         self.assertNotIn("\x1b[", job["error"])
 
     def test_long_streamed_answer(self):

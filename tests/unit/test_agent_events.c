@@ -9,36 +9,23 @@
  * answering HTTP 400.
  */
 #include "agent_events.h"
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-#define ASSERT(cond)                                                          \
-    do {                                                                      \
-        if (cond) {                                                           \
-            passed++;                                                         \
-        } else {                                                              \
-            failed++;                                                         \
-            fprintf(stderr, "%s:%d: FAILED: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                     \
-    } while (0)
-
-#define ASSERT_STR(got, want)                                                 \
+/* CHECK_STR with both values printed, NULL-safe. */
+#define EXPECT_STR(got, want)                                                 \
     do {                                                                      \
         const char *g_ = (got), *w_ = (want);                                 \
-        if ((g_ == NULL && w_ == NULL) ||                                     \
-            (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0)) {              \
-            passed++;                                                         \
-        } else {                                                              \
-            failed++;                                                         \
-            fprintf(stderr, "%s:%d: FAILED: %s is \"%s\", want \"%s\"\n",     \
-                    __FILE__, __LINE__, #got, g_ ? g_ : "(null)",             \
-                    w_ ? w_ : "(null)");                                      \
-        }                                                                     \
+        int ok_ = (g_ == NULL && w_ == NULL) ||                               \
+                  (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0);          \
+        CHECK(ok_);                                                           \
+        if (!ok_)                                                             \
+            fprintf(stderr, "  %s is \"%s\", want \"%s\"\n", #got,            \
+                    g_ ? g_ : "(null)", w_ ? w_ : "(null)");                  \
     } while (0)
 
 static const char EV_STEP_START_1[] =
@@ -181,41 +168,41 @@ static void test_full_run(void)
                             EV_STEP_START_2, EV_TEXT_2, EV_STEP_FINISH_2 };
     char *buf = join_lines(lines, 7, 1);
     struct agent_report r;
-    ASSERT(agent_report_parse(buf, strlen(buf), &r) == 0);
-    ASSERT_STR(r.text, "Final line one.\nFinal line two.");
-    ASSERT(r.error == NULL);
-    ASSERT(r.has_usage == 1);
-    ASSERT(r.tokens_input == 260);
-    ASSERT(r.tokens_output == 9);
-    ASSERT(r.tokens_reasoning == 3);
-    ASSERT(r.tokens_cache_read == 40);
-    ASSERT(r.tokens_cache_write == 0);
-    ASSERT(fabs(r.cost - 0.000284) < 1e-12);
-    ASSERT(r.events == 7);
+    CHECK(agent_report_parse(buf, strlen(buf), &r) == 0);
+    EXPECT_STR(r.text, "Final line one.\nFinal line two.");
+    CHECK(r.error == NULL);
+    CHECK(r.has_usage == 1);
+    CHECK(r.tokens_input == 260);
+    CHECK(r.tokens_output == 9);
+    CHECK(r.tokens_reasoning == 3);
+    CHECK(r.tokens_cache_read == 40);
+    CHECK(r.tokens_cache_write == 0);
+    CHECK(fabs(r.cost - 0.000284) < 1e-12);
+    CHECK(r.events == 7);
 
     const cJSON *s = r.summary;
-    ASSERT(cJSON_IsObject(s));
-    ASSERT_STR(sum_str(s, "text"), "Final line one.\nFinal line two.");
-    ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s, "error")));
+    CHECK(cJSON_IsObject(s));
+    EXPECT_STR(sum_str(s, "text"), "Final line one.\nFinal line two.");
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s, "error")));
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(s, "tokens");
-    ASSERT(sum_num(tok, "input") == 260);
-    ASSERT(sum_num(tok, "output") == 9);
-    ASSERT(sum_num(tok, "reasoning") == 3);
-    ASSERT(sum_num(tok, "cache_read") == 40);
-    ASSERT(sum_num(tok, "cache_write") == 0);
-    ASSERT(fabs(sum_num(s, "cost") - 0.000284) < 1e-12);
-    ASSERT(sum_num(s, "events") == 7);
+    CHECK(sum_num(tok, "input") == 260);
+    CHECK(sum_num(tok, "output") == 9);
+    CHECK(sum_num(tok, "reasoning") == 3);
+    CHECK(sum_num(tok, "cache_read") == 40);
+    CHECK(sum_num(tok, "cache_write") == 0);
+    CHECK(fabs(sum_num(s, "cost") - 0.000284) < 1e-12);
+    CHECK(sum_num(s, "events") == 7);
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(s, "tools");
-    ASSERT(cJSON_GetArraySize(tools) == 1);
-    ASSERT_STR(sum_str(cJSON_GetArrayItem(tools, 0), "tool"), "write");
-    ASSERT_STR(sum_str(cJSON_GetArrayItem(tools, 0), "status"), "completed");
+    CHECK(cJSON_GetArraySize(tools) == 1);
+    EXPECT_STR(sum_str(cJSON_GetArrayItem(tools, 0), "tool"), "write");
+    EXPECT_STR(sum_str(cJSON_GetArrayItem(tools, 0), "status"), "completed");
 
     /* The summary serialises (it becomes the job's result_json). */
     char *json = cJSON_PrintUnformatted(s);
-    ASSERT(json != NULL && strstr(json, "\"tools\":[{\"tool\":\"write\",\"status\":\"completed\"}]"));
+    CHECK(json != NULL && strstr(json, "\"tools\":[{\"tool\":\"write\",\"status\":\"completed\"}]"));
     free(json);
     agent_report_free(&r);
-    ASSERT(r.summary == NULL && r.text == NULL);
+    CHECK(r.summary == NULL && r.text == NULL);
     agent_report_free(&r);              /* twice is harmless */
     agent_report_free(NULL);
     free(buf);
@@ -229,28 +216,28 @@ static void test_junk_and_partial(void)
                             "{\"type\":\"text\",\"part\":{\"text\":\"cut" };
     char *buf = join_lines(lines, 8, 0);
     struct agent_report r;
-    ASSERT(agent_report_parse(buf, strlen(buf), &r) == 0);
-    ASSERT_STR(r.text, "I will write the file.");
-    ASSERT(r.events == 2);
-    ASSERT(r.has_usage == 0);
+    CHECK(agent_report_parse(buf, strlen(buf), &r) == 0);
+    EXPECT_STR(r.text, "I will write the file.");
+    CHECK(r.events == 2);
+    CHECK(r.has_usage == 0);
     agent_report_free(&r);
     free(buf);
 
     /* A complete last line without a newline still counts. */
     const char *l2[] = { EV_STEP_START_1, EV_TEXT_2 };
     buf = join_lines(l2, 2, 0);
-    ASSERT(agent_report_parse(buf, strlen(buf), &r) == 0);
-    ASSERT_STR(r.text, "Final line one.\nFinal line two.");
-    ASSERT(r.events == 2);
+    CHECK(agent_report_parse(buf, strlen(buf), &r) == 0);
+    EXPECT_STR(r.text, "Final line one.\nFinal line two.");
+    CHECK(r.events == 2);
     agent_report_free(&r);
     free(buf);
 
     /* len is honoured: the text line after len is not read. */
     const char *l3[] = { EV_STEP_START_1, EV_TEXT_2 };
     buf = join_lines(l3, 2, 1);
-    ASSERT(agent_report_parse(buf, strlen(EV_STEP_START_1) + 1, &r) == 0);
-    ASSERT(r.text == NULL);
-    ASSERT(r.events == 1);
+    CHECK(agent_report_parse(buf, strlen(EV_STEP_START_1) + 1, &r) == 0);
+    CHECK(r.text == NULL);
+    CHECK(r.events == 1);
     agent_report_free(&r);
     free(buf);
 }
@@ -258,16 +245,16 @@ static void test_junk_and_partial(void)
 static void test_empty(void)
 {
     struct agent_report r;
-    ASSERT(agent_report_parse(NULL, 0, &r) == 0);
-    ASSERT(r.text == NULL && r.error == NULL && r.events == 0 && r.has_usage == 0);
-    ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.summary, "text")));
-    ASSERT(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.summary, "tools")) == 0);
-    ASSERT(sum_num(r.summary, "events") == 0);
-    ASSERT(sum_num(r.summary, "cost") == 0);
+    CHECK(agent_report_parse(NULL, 0, &r) == 0);
+    CHECK(r.text == NULL && r.error == NULL && r.events == 0 && r.has_usage == 0);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(r.summary, "text")));
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.summary, "tools")) == 0);
+    CHECK(sum_num(r.summary, "events") == 0);
+    CHECK(sum_num(r.summary, "cost") == 0);
     agent_report_free(&r);
 
-    ASSERT(parse_str("\n\n\n", &r) == 0);
-    ASSERT(r.events == 0);
+    CHECK(parse_str("\n\n\n", &r) == 0);
+    CHECK(r.events == 0);
     agent_report_free(&r);
 }
 
@@ -275,34 +262,34 @@ static void test_empty(void)
 static void test_text_messages(void)
 {
     struct agent_report r;
-    ASSERT(parse_str("{\"type\":\"text\",\"part\":{\"messageID\":\"m1\",\"text\":\"a\"}}\n"
+    CHECK(parse_str("{\"type\":\"text\",\"part\":{\"messageID\":\"m1\",\"text\":\"a\"}}\n"
                      "{\"type\":\"text\",\"part\":{\"messageID\":\"m2\",\"text\":\"b\"}}\n"
                      "{\"type\":\"tool_use\",\"part\":{\"messageID\":\"m2\",\"tool\":\"bash\"}}\n"
                      "{\"type\":\"text\",\"part\":{\"messageID\":\"m2\",\"text\":\"c\"}}\n",
                      &r) == 0);
-    ASSERT_STR(r.text, "b\nc");
+    EXPECT_STR(r.text, "b\nc");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"text\",\"part\":{\"messageID\":\"m1\",\"text\":\"a\"}}\n"
+    CHECK(parse_str("{\"type\":\"text\",\"part\":{\"messageID\":\"m1\",\"text\":\"a\"}}\n"
                      "{\"type\":\"text\",\"part\":{\"messageID\":\"m1\",\"text\":\"b\"}}\n"
                      "{\"type\":\"text\",\"part\":{\"messageID\":\"m3\",\"text\":\"z\"}}\n",
                      &r) == 0);
-    ASSERT_STR(r.text, "z");
+    EXPECT_STR(r.text, "z");
     agent_report_free(&r);
 
     /* Without messageID every part replaces the previous one. */
-    ASSERT(parse_str("{\"type\":\"text\",\"part\":{\"text\":\"a\"}}\n"
+    CHECK(parse_str("{\"type\":\"text\",\"part\":{\"text\":\"a\"}}\n"
                      "{\"type\":\"text\",\"part\":{\"text\":\"b\"}}\n", &r) == 0);
-    ASSERT_STR(r.text, "b");
+    EXPECT_STR(r.text, "b");
     agent_report_free(&r);
 
     /* A text event without text, or with a non-string, changes nothing. */
-    ASSERT(parse_str("{\"type\":\"text\",\"part\":{\"text\":\"a\"}}\n"
+    CHECK(parse_str("{\"type\":\"text\",\"part\":{\"text\":\"a\"}}\n"
                      "{\"type\":\"text\",\"part\":{\"text\":5}}\n"
                      "{\"type\":\"text\",\"part\":null}\n"
                      "{\"type\":\"text\"}\n", &r) == 0);
-    ASSERT_STR(r.text, "a");
-    ASSERT(r.events == 4);
+    EXPECT_STR(r.text, "a");
+    CHECK(r.events == 4);
     agent_report_free(&r);
 }
 
@@ -312,39 +299,39 @@ static void test_errors(void)
     char *buf;
     const char *both[] = { EV_ERROR_UNKNOWN_MODEL, EV_ERROR_API };
     buf = join_lines(both, 2, 1);
-    ASSERT(agent_report_parse(buf, strlen(buf), &r) == 0);
-    ASSERT_STR(r.error, "UnknownError: Unexpected server error. Check server logs for details.");
-    ASSERT_STR(sum_str(r.summary, "error"), r.error);
-    ASSERT(r.text == NULL && r.has_usage == 0);
+    CHECK(agent_report_parse(buf, strlen(buf), &r) == 0);
+    EXPECT_STR(r.error, "UnknownError: Unexpected server error. Check server logs for details.");
+    EXPECT_STR(sum_str(r.summary, "error"), r.error);
+    CHECK(r.text == NULL && r.has_usage == 0);
     agent_report_free(&r);
     free(buf);
 
-    ASSERT(parse_str(EV_ERROR_API, &r) == 0);
-    ASSERT_STR(r.error, "APIError: scripted HTTP error 400");
+    CHECK(parse_str(EV_ERROR_API, &r) == 0);
+    EXPECT_STR(r.error, "APIError: scripted HTTP error 400");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"error\"}", &r) == 0);
-    ASSERT_STR(r.error, "unknown error");
+    CHECK(parse_str("{\"type\":\"error\"}", &r) == 0);
+    EXPECT_STR(r.error, "unknown error");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"error\",\"error\":{\"name\":\"OnlyName\",\"data\":{}}}", &r) == 0);
-    ASSERT_STR(r.error, "OnlyName");
+    CHECK(parse_str("{\"type\":\"error\",\"error\":{\"name\":\"OnlyName\",\"data\":{}}}", &r) == 0);
+    EXPECT_STR(r.error, "OnlyName");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"error\",\"error\":{\"data\":{\"message\":\"only msg\"}}}", &r) == 0);
-    ASSERT_STR(r.error, "only msg");
+    CHECK(parse_str("{\"type\":\"error\",\"error\":{\"data\":{\"message\":\"only msg\"}}}", &r) == 0);
+    EXPECT_STR(r.error, "only msg");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"error\",\"error\":{\"name\":\"N\",\"message\":\"top\"}}", &r) == 0);
-    ASSERT_STR(r.error, "N: top");
+    CHECK(parse_str("{\"type\":\"error\",\"error\":{\"name\":\"N\",\"message\":\"top\"}}", &r) == 0);
+    EXPECT_STR(r.error, "N: top");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"error\",\"error\":\"plain string\"}", &r) == 0);
-    ASSERT_STR(r.error, "plain string");
+    CHECK(parse_str("{\"type\":\"error\",\"error\":\"plain string\"}", &r) == 0);
+    EXPECT_STR(r.error, "plain string");
     agent_report_free(&r);
 
-    ASSERT(parse_str("{\"type\":\"error\",\"error\":{\"name\":7,\"data\":{\"message\":[]}}}", &r) == 0);
-    ASSERT_STR(r.error, "unknown error");
+    CHECK(parse_str("{\"type\":\"error\",\"error\":{\"name\":7,\"data\":{\"message\":[]}}}", &r) == 0);
+    EXPECT_STR(r.error, "unknown error");
     agent_report_free(&r);
 }
 
@@ -354,28 +341,28 @@ static void test_tools(void)
     const char *lines[] = { EV_TOOL_WRITE, EV_TOOL_REJECTED,
                             "{\"type\":\"tool_use\",\"part\":{\"state\":{}}}" };
     char *buf = join_lines(lines, 3, 1);
-    ASSERT(agent_report_parse(buf, strlen(buf), &r) == 0);
+    CHECK(agent_report_parse(buf, strlen(buf), &r) == 0);
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r.summary, "tools");
-    ASSERT(cJSON_GetArraySize(tools) == 3);
-    ASSERT_STR(sum_str(cJSON_GetArrayItem(tools, 1), "tool"), "read");
-    ASSERT_STR(sum_str(cJSON_GetArrayItem(tools, 1), "status"), "error");
-    ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tools, 2), "tool")));
-    ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tools, 2), "status")));
-    ASSERT(r.error == NULL);            /* a failed tool is not a run error */
+    CHECK(cJSON_GetArraySize(tools) == 3);
+    EXPECT_STR(sum_str(cJSON_GetArrayItem(tools, 1), "tool"), "read");
+    EXPECT_STR(sum_str(cJSON_GetArrayItem(tools, 1), "status"), "error");
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tools, 2), "tool")));
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(tools, 2), "status")));
+    CHECK(r.error == NULL);            /* a failed tool is not a run error */
     agent_report_free(&r);
     free(buf);
 
     /* At most 200 entries, while every event still counts. */
     size_t n = 250, one = strlen(EV_TOOL_WRITE) + 1;
     buf = malloc(n * one + 1);
-    ASSERT(buf != NULL);
+    CHECK(buf != NULL);
     for (size_t i = 0; i < n; i++) {
         memcpy(buf + i * one, EV_TOOL_WRITE, one - 1);
         buf[i * one + one - 1] = '\n';
     }
-    ASSERT(agent_report_parse(buf, n * one, &r) == 0);
-    ASSERT(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.summary, "tools")) == 200);
-    ASSERT(r.events == 250);
+    CHECK(agent_report_parse(buf, n * one, &r) == 0);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r.summary, "tools")) == 200);
+    CHECK(r.events == 250);
     agent_report_free(&r);
     free(buf);
 }
@@ -383,18 +370,18 @@ static void test_tools(void)
 static void test_usage_numbers(void)
 {
     struct agent_report r;
-    ASSERT(parse_str("{\"type\":\"step_finish\",\"part\":{\"tokens\":{\"input\":-5,"
+    CHECK(parse_str("{\"type\":\"step_finish\",\"part\":{\"tokens\":{\"input\":-5,"
                      "\"output\":\"7\",\"reasoning\":1e300,\"cache\":5},\"cost\":-1}}\n"
                      "{\"type\":\"step_finish\",\"part\":{\"tokens\":{\"input\":10,"
                      "\"output\":2,\"cache\":{\"read\":3,\"write\":4}},\"cost\":0.5}}\n"
                      "{\"type\":\"step_finish\",\"part\":{}}\n", &r) == 0);
-    ASSERT(r.has_usage == 1);
-    ASSERT(r.tokens_input == 10);
-    ASSERT(r.tokens_output == 2);
-    ASSERT(r.tokens_reasoning == 1000000000000000LL);   /* clamped */
-    ASSERT(r.tokens_cache_read == 3);
-    ASSERT(r.tokens_cache_write == 4);
-    ASSERT(r.cost == 0.5);
+    CHECK(r.has_usage == 1);
+    CHECK(r.tokens_input == 10);
+    CHECK(r.tokens_output == 2);
+    CHECK(r.tokens_reasoning == 1000000000000000LL);   /* clamped */
+    CHECK(r.tokens_cache_read == 3);
+    CHECK(r.tokens_cache_write == 4);
+    CHECK(r.cost == 0.5);
     agent_report_free(&r);
 }
 
@@ -406,7 +393,7 @@ static void test_long_text(void)
     size_t nchars = 700000;             /* "é" = 2 bytes: 1.4 MB of text */
     size_t len = strlen(pre) + nchars * 2 + strlen(post);
     char *buf = malloc(len + 1);
-    ASSERT(buf != NULL);
+    CHECK(buf != NULL);
     size_t pos = 0;
     memcpy(buf, pre, strlen(pre));
     pos += strlen(pre);
@@ -419,12 +406,12 @@ static void test_long_text(void)
     buf[pos] = '\0';
 
     struct agent_report r;
-    ASSERT(agent_report_parse(buf, pos, &r) == 0);
-    ASSERT(r.text != NULL);
+    CHECK(agent_report_parse(buf, pos, &r) == 0);
+    CHECK(r.text != NULL);
     size_t tl = r.text ? strlen(r.text) : 0;
     /* "a" + é...: 1 MiB would split an "é", so one byte less. */
-    ASSERT(tl == 1024 * 1024 - 1);
-    ASSERT(r.text && valid_utf8(r.text, tl));
+    CHECK(tl == 1024 * 1024 - 1);
+    CHECK(r.text && valid_utf8(r.text, tl));
     agent_report_free(&r);
 
     /* 100 KB of plain text passes whole. */
@@ -436,8 +423,8 @@ static void test_long_text(void)
     pos += nchars;
     memcpy(buf + pos, post, strlen(post));
     pos += strlen(post);
-    ASSERT(agent_report_parse(buf, pos, &r) == 0);
-    ASSERT(r.text && strlen(r.text) == nchars + 1);
+    CHECK(agent_report_parse(buf, pos, &r) == 0);
+    CHECK(r.text && strlen(r.text) == nchars + 1);
     agent_report_free(&r);
     free(buf);
 }
@@ -452,6 +439,5 @@ int main(void)
     test_tools();
     test_usage_numbers();
     test_long_text();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_report();
 }

@@ -10,6 +10,7 @@
  * instead of lingering as zombies of PID 1.
  */
 #include "agent.h"
+#include "check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,17 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
+/* CHECK, naming the mode (plain or bwrap) on failure. */
 #define ASSERT(cond)                                                          \
     do {                                                                      \
-        if (cond) {                                                           \
-            passed++;                                                         \
-        } else {                                                              \
-            failed++;                                                         \
-            fprintf(stderr, "%s:%d: FAILED (%s): %s\n", __FILE__, __LINE__,   \
-                    cur_mode, #cond);                                         \
-        }                                                                     \
+        int f_ = check_failed;                                                \
+        CHECK(cond);                                                          \
+        if (check_failed != f_)                                               \
+            fprintf(stderr, "  (mode: %s)\n", cur_mode);                      \
     } while (0)
 
 static const char *cur_mode = "-";
@@ -104,9 +101,11 @@ static char *read_file(const char *path)
 static int has_line(const char *text, const char *line)
 {
     size_t ll = strlen(line);
-    for (const char *p = text; (p = strstr(p, line)) != NULL; p++) {
+    const char *p = strstr(text, line);
+    while (p != NULL) {
         if ((p == text || p[-1] == '\n') && (p[ll] == '\n' || p[ll] == '\0'))
             return 1;
+        p = strstr(p + 1, line);
     }
     return 0;
 }
@@ -199,8 +198,7 @@ static int count_cmdline(const char *marker)
     DIR *d = opendir("/proc");
     if (d == NULL)
         return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
         char path[300];
@@ -684,6 +682,5 @@ int main(void)
     }
     reap_orphans();
     rm_rf(root);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_report();
 }
