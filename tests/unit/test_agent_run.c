@@ -263,7 +263,8 @@ static void test_exit_code(int sb)
 }
 
 /* stdin is the prompt, stdout/stderr land in their files (0600,
- * truncated), argv is "run -m MODEL --format json", cwd the workspace. */
+ * truncated), argv is "run -m MODEL --format json" plus the log flags, cwd the
+ * workspace. */
 static void test_stdio(int sb)
 {
     setup_run("#!/bin/sh\ncat\necho \"args:$*\"\necho \"cwd:$(pwd)\" >&2\necho err-line >&2\n");
@@ -278,7 +279,7 @@ static void test_stdio(int sb)
     close(saved_in);
     ASSERT(r.end == AGENT_EXITED && r.exit_code == 0);
     char *o = read_file(outp), *e = read_file(errp);
-    ASSERT(strcmp(o, "the prompt\nsecond line\nargs:run -m test/model --format json\n") == 0);
+    ASSERT(strcmp(o, "the prompt\nsecond line\nargs:run -m test/model --format json --print-logs --log-level ERROR\n") == 0);
     char want[400];
     snprintf(want, sizeof(want), "cwd:%s\nerr-line\n", sb ? "/workspace" : ws);
     ASSERT(strcmp(e, want) == 0);
