@@ -16,8 +16,10 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -183,31 +185,67 @@ static int agent_push_root_links(struct agent_argv *a)
     return 0;
 }
 
-/* Splits "NAME=value" into --setenv NAME value. The environment is
- * passed through bwrap's arguments, so it is visible in /proc/PID/cmdline
- * of bwrap to processes of the same user outside the sandbox - the same
- * exposure /proc/PID/environ would give. Inside the sandbox only the
- * agent's own PID namespace is visible. */
-static int agent_push_env(struct agent_argv *a, char *const *env)
+/* The fd number bwrap reads its --setenv arguments from in the child. */
+#define AGENT_ARGS_FD 4
+#define AGENT_ARGS_FD_STR "4"
+
+/*
+ * Writes "--setenv\0NAME\0VALUE\0..." for HOME and every spec->env entry
+ * into a memfd that bwrap reads with --args. On bwrap's command line the
+ * values would be readable by every local user (/proc/PID/cmdline is
+ * world-readable); the fd keeps provider keys and session variables
+ * between the worker and the sandbox. Returns the fd (>= 10, close-on-exec)
+ * or a negative errno.
+ */
+static int agent_env_args_fd(char *const *env)
 {
-    for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+    int fd = memfd_create("agent-env", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    FILE *f = fdopen(dup(fd), "w");
+    if (f == NULL) {
+        rc = -errno;
+        goto fail;
+    }
+    fwrite("--setenv\0HOME\0" AGENT_SB_HOME, 1, sizeof("--setenv\0HOME\0" AGENT_SB_HOME),
+           f);
+    for (size_t i = 0; rc == 0 && env[i] != NULL; i++) {
         const char *eq = strchr(env[i], '=');
-        if (eq == NULL || eq == env[i])
-            return -EINVAL;
+        if (eq == NULL || eq == env[i]) {
+            rc = -EINVAL;
+            break;
+        }
         size_t nlen = (size_t)(eq - env[i]);
-        /* HOME is set to the sandbox path; the caller's value is the
+        /* HOME is the sandbox path, set above; the caller's value is the
          * host path of the same folder. */
         if (nlen == 4 && memcmp(env[i], "HOME", 4) == 0)
             continue;
-        int rc = agent_argv_push(a, "--setenv");
-        if (rc == 0)
-            rc = agent_argv_push_owned(a, strndup(env[i], nlen));
-        if (rc == 0)
-            rc = agent_argv_push(a, eq + 1);
-        if (rc != 0)
-            return rc;
+        fwrite("--setenv", 1, sizeof("--setenv"), f);
+        fwrite(env[i], 1, nlen, f);
+        fputc('\0', f);
+        fwrite(eq + 1, 1, strlen(eq + 1) + 1, f);
     }
-    return 0;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -EIO;
+    if (rc != 0)
+        goto fail;
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    /* Far from 0..4, which the child dup2()s onto. */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    if (hi < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    close(fd);
+    return hi;
+
+fail:
+    close(fd);
+    return rc;
 }
 
 static int agent_build_bwrap_argv(const struct agent_spec *spec, struct agent_argv *a)
@@ -220,7 +258,8 @@ static int agent_build_bwrap_argv(const struct agent_spec *spec, struct agent_ar
      * --cap-drop ALL: when the worker runs as root, bwrap otherwise keeps
      *   every capability inside, and CAP_SYS_ADMIN would let the agent
      *   remount the read-only binds writable.
-     * --clearenv: the environment is exactly the --setenv list below. */
+     * --clearenv: the environment is exactly the --setenv list that bwrap
+ *   reads from fd AGENT_ARGS_FD (--args), see agent_env_args_fd(). */
     static const char *const head[] = {
         "bwrap", "--die-with-parent", "--unshare-all", "--share-net",
         "--new-session", "--cap-drop", "ALL", "--clearenv",
@@ -248,9 +287,7 @@ static int agent_build_bwrap_argv(const struct agent_spec *spec, struct agent_ar
     if (rc == 0)
         rc = agent_argv_push3(a, "--chdir", AGENT_SB_WORKSPACE, NULL);
     if (rc == 0)
-        rc = agent_argv_push3(a, "--setenv", "HOME", AGENT_SB_HOME);
-    if (rc == 0)
-        rc = agent_push_env(a, spec->env);
+        rc = agent_argv_push3(a, "--args", AGENT_ARGS_FD_STR, NULL);
     if (rc == 0)
         rc = agent_argv_push3(a, "--", AGENT_SB_BIN, "run");
     if (rc == 0)
@@ -284,6 +321,7 @@ struct agent_child {
     pid_t parent;
     int fd_in, fd_out, fd_err;/* all >= 3 */
     int fd_report;            /* >= 3, O_CLOEXEC: errno on failure */
+    int fd_args;              /* >= 10 or -1: becomes AGENT_ARGS_FD for bwrap */
     unsigned max_fd;          /* close loop bound when close_range fails */
 };
 
@@ -325,11 +363,18 @@ static void agent_child(const struct agent_child *c)
     c2.fd_report = rfd;
     if (fcntl(rfd, F_SETFD, FD_CLOEXEC) != 0)
         agent_child_fail(&c2, errno);
+    /* bwrap's --args fd stays open across execve(). */
+    unsigned first_closed = 4;
+    if (c->fd_args >= 0) {
+        if (dup2(c->fd_args, AGENT_ARGS_FD) < 0 || fcntl(AGENT_ARGS_FD, F_SETFD, 0) != 0)
+            agent_child_fail(&c2, errno);
+        first_closed = AGENT_ARGS_FD + 1;
+    }
 #ifdef SYS_close_range
-    if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0)
+    if (syscall(SYS_close_range, first_closed, ~0U, 0U) != 0)
 #endif
     {
-        for (unsigned fd = 4; fd < c->max_fd; fd++)
+        for (unsigned fd = first_closed; fd < c->max_fd; fd++)
             close((int)fd);
     }
 
@@ -508,7 +553,7 @@ int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
               struct agent_result *out)
 {
     struct agent_argv args = { 0 };
-    int fd_in = -1, fd_out = -1, fd_err = -1, pipefd[2] = { -1, -1 };
+    int fd_in = -1, fd_out = -1, fd_err = -1, fd_args = -1, pipefd[2] = { -1, -1 };
     int rc = agent_check_spec(spec);
     if (rc != 0 || out == NULL)
         return rc != 0 ? rc : -EINVAL;
@@ -517,6 +562,13 @@ int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
     rc = sandboxed ? agent_build_bwrap_argv(spec, &args) : agent_build_plain_argv(spec, &args);
     if (rc != 0)
         goto out;
+    if (sandboxed) {
+        fd_args = agent_env_args_fd(spec->env);
+        if (fd_args < 0) {
+            rc = fd_args;
+            goto out;
+        }
+    }
 
     static char bwrap_path[] = AGENT_BWRAP_PATH;
     char *const bwrap_env[] = { bwrap_path, NULL };
@@ -561,6 +613,7 @@ int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
         .parent = getpid(),
         .fd_in = fd_in, .fd_out = fd_out, .fd_err = fd_err,
         .fd_report = pipefd[1],
+        .fd_args = fd_args,
         .max_fd = max_fd,
     };
 
@@ -583,6 +636,7 @@ int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
      * harmlessly (EACCES) once the child has exec'd. */
     (void)setpgid(pid, pid);
     agent_close(&pipefd[1]);
+    agent_close(&fd_args);
     agent_close(&fd_in);
     agent_close(&fd_out);
     agent_close(&fd_err);
@@ -644,6 +698,7 @@ out:
     agent_close(&fd_in);
     agent_close(&fd_out);
     agent_close(&fd_err);
+    agent_close(&fd_args);
     agent_close(&pipefd[0]);
     agent_close(&pipefd[1]);
     agent_argv_free(&args);

@@ -13,6 +13,19 @@
  * The agent runs in its own process group and receives SIGKILL if the
  * worker dies (PR_SET_PDEATHSIG, and bwrap's --die-with-parent), so a
  * killed worker leaves no agent behind.
+ *
+ * The sandbox (bwrap 0.8 on Debian 12): --unshare-all --share-net
+ * --new-session --cap-drop ALL --clearenv, /usr and the host's /bin, /lib...
+ * links read-only, the /etc files DNS and TLS need read-only, its own
+ * /proc, /dev and /tmp, the binary at /opt/opencode/bin/opencode,
+ * workspace at /workspace, home at /home/agent, cwd /workspace. bwrap
+ * itself runs with PATH only. Besides spec->env the agent sees
+ * HOME=/home/agent and the PWD=/workspace that bwrap's --chdir sets.
+ *
+ * Processes that outlive their parent (bwrap's init inside the sandbox,
+ * whatever the agent left running) are killed but re-parented to PID 1
+ * (or a subreaper) to be reaped: in a container, PID 1 must reap
+ * (compose `init: true`, tini), or zombies pile up.
  */
 #ifndef OC_AGENT_H
 #define OC_AGENT_H
@@ -23,16 +36,23 @@ struct agent_spec {
     const char *workspace;      /* absolute folder, becomes the agent's cwd */
     const char *home;           /* absolute folder, the agent's HOME */
     const char *model;          /* provider/model for -m */
+    /* The three files are opened by the worker before the agent starts,
+     * without following a symlink in their last component; keep them out
+     * of the workspace and home, which the agent controls. */
     const char *prompt_path;    /* file fed to the agent's stdin */
-    const char *stdout_path;    /* created/truncated: opencode's JSON events */
-    const char *stderr_path;    /* created/truncated: opencode's logs */
+    const char *stdout_path;    /* created/truncated 0600: opencode's JSON events */
+    const char *stderr_path;    /* created/truncated 0600: opencode's logs */
     char *const *env;           /* NULL-terminated NAME=value list: the agent's
-                                   entire environment */
+                                   entire environment (unsandboxed it must
+                                   hold HOME=<home>; sandboxed HOME is
+                                   replaced by /home/agent) */
     int timeout_s;              /* wall clock, > 0 */
 };
 
 enum agent_end {
-    AGENT_EXITED,               /* exited by itself: see exit_code */
+    AGENT_EXITED,               /* exited by itself: see exit_code (under
+                                   bwrap, 128+N when killed by signal N, and
+                                   1 when bwrap itself failed: see stderr) */
     AGENT_SIGNALED,             /* killed by a signal it did not get from us */
     AGENT_TIMED_OUT,            /* we killed it at timeout_s */
     AGENT_STOPPED,              /* we killed it because tick asked to */
@@ -51,7 +71,13 @@ typedef int (*agent_tick_fn)(void *arg);
 /*
  * Starts the agent and waits for it to end. Returns 0 with *out filled, or
  * a negative errno when it could not be started (nothing is left running
- * in that case). Every process of the agent is gone when this returns.
+ * in that case): -EINVAL for a bad spec (relative paths, timeout_s <= 0,
+ * an env entry without '='), -ENOENT/-EACCES/-ELOOP/... from opening the
+ * three files, exec'ing the binary (or bwrap) or entering the workspace.
+ * Every process of the agent's process group (and, under bwrap, of its
+ * PID namespace) has been sent SIGKILL when this returns, also after a
+ * normal exit (unsandboxed, a process that left the group with setsid()
+ * escapes this). Blocks the calling thread; tick runs on it.
  */
 int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
               struct agent_result *out);

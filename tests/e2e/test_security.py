@@ -10,7 +10,14 @@ environment, a file find must find), so a probe that silently did nothing
 fails instead of passing.
 
 To keep the run short, the probing of several tests is one agent job (run
-once in setUpClass) whose observations the test methods read.
+once in setUpClass) whose observations the test methods read; only the
+symlink test runs a second job (the next job of the same session).
+
+test_agent_secrets_are_not_in_the_host_process_list fails as long as
+worker/agent.c hands the agent's environment to bwrap as --setenv NAME
+VALUE arguments: /proc/PID/cmdline of bwrap is readable by every local
+user of the worker host (unlike /proc/PID/environ), so session secrets and
+provider keys show in `ps`.
 """
 
 import base64
@@ -18,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.parse
 import uuid
 
@@ -60,7 +68,11 @@ def url_password(url):
 
 
 class SandboxAndSecrets(harness.ServiceTest):
-    SERVICE_ARGS = {"workers": 1}
+    # A provider key the operator hands to the agent (AGENT_ENV): it must
+    # reach the agent, and nothing else.
+    PROVIDER_KEY = "sk-test-" + uuid.uuid4().hex
+    SERVICE_ARGS = {"workers": 1, "env": {"AGENT_ENV": "OC_TEST_PROVIDER_KEY",
+                                          "OC_TEST_PROVIDER_KEY": PROVIDER_KEY}}
 
     @classmethod
     def setUpClass(cls):
@@ -111,11 +123,48 @@ class SandboxAndSecrets(harness.ServiceTest):
         cls.b_sid = d.json()["session_id"]
         probe = s.submit(cls.b_sid, script_prompt(
             [run_script_step(cls.probe_script()), {"text": "probed"}]), timeout_s=300)
-        cls.probe_job = s.wait_job(probe["job_id"], timeout=360)
+        cls.probe_job = cls.wait_and_watch(probe["job_id"], 360)
         cls.obs = {}
         for name in PROBE_FILES:
             r = s.download(cls.b_sid, "obs/" + name, job_id=probe["job_id"])
             cls.obs[name] = r.body.decode("utf-8", "replace") if r.status == 200 else None
+
+    @classmethod
+    def wait_and_watch(cls, job_id, timeout):
+        """Waits for the job while looking at the host's process list: the
+        per-session and provider secrets must not show in any process'
+        command line (/proc/PID/cmdline is readable by every local user)."""
+        cls.host_hits = {}
+        cls.watch_saw_agent = False
+        deadline = time.time() + timeout
+        while True:
+            job = cls.svc.job(job_id)
+            if job["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
+                return job
+            if time.time() > deadline:
+                sys.stderr.write(cls.svc.all_logs())
+                raise AssertionError("timed out waiting for job %s: %r" % (job_id, job))
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                    mode = os.stat("/proc/%s/cmdline" % pid).st_mode
+                except OSError:
+                    continue
+                # Our agent's sandbox: bwrap binding this session's workspace.
+                if b"/opt/opencode/bin/opencode" in argv and \
+                        any(cls.b_sid.encode() in a for a in argv):
+                    cls.watch_saw_agent = True
+                for what, value in (("MY_TOKEN", cls.token),
+                                    ("OC_TEST_PROVIDER_KEY", cls.PROVIDER_KEY)):
+                    if any(value.encode() in a for a in argv):
+                        cls.host_hits.setdefault(what, set()).add(
+                            "%s (pid %s, cmdline mode %o)"
+                            % (os.path.basename(argv[0].decode("utf-8", "replace")), pid,
+                               mode & 0o777))
+            time.sleep(0.5)
 
     @classmethod
     def probe_script(cls):
@@ -387,6 +436,30 @@ class SandboxAndSecrets(harness.ServiceTest):
             with open(s.logs[key], errors="replace") as f:
                 self.assertNotIn(self.token, f.read(), "the session's secret is in the %s log"
                                  % key)
+
+    def test_provider_key_reaches_the_agent_and_nothing_else(self):
+        s = self.svc
+        self.assertIn("OC_TEST_PROVIDER_KEY=%s\n" % self.PROVIDER_KEY,
+                      self.observation("env.txt"))
+        for path in ("/job/status?job_id=" + self.probe_job["job_id"],
+                     "/session/results?session_id=" + self.b_sid):
+            r = s.request("GET", path)
+            self.assertEqual(r.status, 200, r)
+            self.assertNotIn(self.PROVIDER_KEY.encode(), r.body, path)
+        for key in ("api", "worker0"):
+            with open(s.logs[key], errors="replace") as f:
+                self.assertNotIn(self.PROVIDER_KEY, f.read(), "the provider key is in the %s log"
+                                 % key)
+
+    def test_agent_secrets_are_not_in_the_host_process_list(self):
+        # Every local user of the worker host can read /proc/PID/cmdline
+        # (environ only the owner). Values handed to the agent must not be
+        # passed on a command line.
+        self.assertJobOk(self.probe_job)
+        self.assertTrue(self.watch_saw_agent, "the process list was never seen while the "
+                                              "agent ran")
+        self.assertEqual(self.host_hits, {}, "secret values in host command lines, readable "
+                                             "by any local user")
 
     def test_reserved_env_names_are_refused(self):
         before = self.counts()
