@@ -71,6 +71,9 @@ int http_query(const struct mg_connection *conn, const char *name, char *buf, si
         return 0;
     if (n < 0)
         return -1;          /* -2: does not fit; -3: malformed */
+    /* A decoded %00 would silently cut the value short here. */
+    if (strlen(buf) != (size_t)n)
+        return -1;
     return 1;
 }
 
@@ -84,8 +87,10 @@ int http_read_body(struct mg_connection *conn, size_t max, char **out, size_t *l
         return http_send_errorf(conn, 413, "request body is larger than the limit of %zu bytes",
                                 max);
 
-    /* Known length: one allocation. Chunked (-1): grow, bounded by max. */
-    size_t cap = declared >= 0 ? (size_t)declared : 64 * 1024;
+    /* Known length: one allocation. Chunked (-1): grow up to max + 1
+     * bytes; reaching max + 1 proves the body is too large. */
+    size_t limit = declared >= 0 ? (size_t)declared : max + 1;
+    size_t cap = declared >= 0 ? (size_t)declared : (limit < 64 * 1024 ? limit : 64 * 1024);
     char *buf = malloc(cap + 1);
     if (buf == NULL)
         return http_send_error(conn, 500, "out of memory");
@@ -93,14 +98,13 @@ int http_read_body(struct mg_connection *conn, size_t max, char **out, size_t *l
     for (;;) {
         if (declared >= 0 && used == (size_t)declared)
             break;
+        if (used > max) {
+            free(buf);
+            return http_send_errorf(conn, 413, "request body is larger than the limit of %zu bytes",
+                                    max);
+        }
         if (used == cap) {
-            if (cap >= max) {
-                free(buf);
-                return http_send_errorf(conn, 413,
-                                        "request body is larger than the limit of %zu bytes",
-                                        max);
-            }
-            size_t ncap = cap * 2 > max ? max : cap * 2;
+            size_t ncap = cap * 2 > limit ? limit : cap * 2;
             char *nb = realloc(buf, ncap + 1);
             if (nb == NULL) {
                 free(buf);

@@ -127,6 +127,9 @@ static int api_serve(void)
         "request_timeout_ms", "30000",
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", "5000",
+        /* Headers and body go out in separate writes: without this the
+         * body waits for the client's delayed ACK (~40 ms per response). */
+        "tcp_nodelay", "1",
         NULL,
     };
     struct mg_callbacks cb;

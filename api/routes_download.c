@@ -76,7 +76,7 @@ int api_route_download(struct mg_connection *conn, void *cbdata)
     r = http_query(conn, "file_path", path, sizeof(path));
     if (r == 0)
         return http_send_error(conn, 422, "file_path: required query parameter");
-    const char *why = "is too long";
+    const char *why = "is too long or not a valid query value";
     if (r < 0 || path_validate(path, strlen(path), &why) != 0)
         return http_send_errorf(conn, 400, "Invalid file path: file_path %s", why);
     r = http_query(conn, "job_id", job_id, sizeof(job_id));

@@ -4,29 +4,34 @@
 #include "timefmt.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* One pass over the raw bytes: tracks strings and escapes to measure
  * nesting depth and find \u0000, before cJSON sees the text. */
 static const char *json_prescan(const char *buf, size_t len)
 {
-    int depth = 0, in_string = 0;
+    int depth = 0;
     for (size_t i = 0; i < len; i++) {
         char c = buf[i];
-        if (in_string) {
-            if (c == '\\') {
+        if (c == '"') {
+            /* Inside a string: the tight loop skips ordinary bytes, which
+             * are nearly all of a body (file contents). */
+            for (i++; i < len; i++) {
+                unsigned char s = (unsigned char)buf[i];
+                if (s >= 0x20 && s != '"' && s != '\\')
+                    continue;
+                if (s == '"')
+                    break;
+                if (s < 0x20)
+                    /* JSON forbids raw control characters in strings, and a
+                     * raw NUL would cut the value short in cJSON. */
+                    return "strings must not contain raw control characters";
                 if (i + 5 < len && buf[i + 1] == 'u' && buf[i + 2] == '0' &&
                     buf[i + 3] == '0' && buf[i + 4] == '0' && buf[i + 5] == '0')
                     return "strings must not contain \\u0000";
                 i++;          /* skip the escaped character */
-            } else if (c == '"') {
-                in_string = 0;
-            } else if ((unsigned char)c < 0x20) {
-                /* JSON forbids raw control characters in strings, and a raw
-                 * NUL would cut the value short in cJSON. */
-                return "strings must not contain raw control characters";
             }
-        } else if (c == '"') {
-            in_string = 1;
         } else if (c == '{' || c == '[') {
             if (++depth > JSON_MAX_DEPTH)
                 return "JSON nesting is too deep";
@@ -37,6 +42,44 @@ static const char *json_prescan(const char *buf, size_t len)
         }
     }
     return NULL;
+}
+
+static int json_key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* 1 when some object in the tree has the same member name twice. Readers
+ * disagree on which one wins (cJSON: the first; most others: the last), so
+ * a proxy and this service could see different requests. */
+static int json_has_duplicate_keys(const cJSON *node)
+{
+    const cJSON *c;
+    if (cJSON_IsObject(node)) {
+        size_t n = 0, i = 0;
+        cJSON_ArrayForEach(c, node)
+            n++;
+        if (n > 1) {
+            const char **keys = malloc(n * sizeof(*keys));
+            if (keys == NULL)
+                return 1;          /* refuse rather than guess */
+            cJSON_ArrayForEach(c, node)
+                keys[i++] = c->string;
+            qsort(keys, n, sizeof(*keys), json_key_cmp);
+            int dup = 0;
+            for (i = 1; i < n && !dup; i++)
+                dup = strcmp(keys[i - 1], keys[i]) == 0;
+            free(keys);
+            if (dup)
+                return 1;
+        }
+    }
+    if (cJSON_IsObject(node) || cJSON_IsArray(node)) {
+        cJSON_ArrayForEach(c, node)
+            if (json_has_duplicate_keys(c))
+                return 1;
+    }
+    return 0;
 }
 
 cJSON *json_parse_body(const char *buf, size_t len, const char **why)
@@ -63,6 +106,11 @@ cJSON *json_parse_body(const char *buf, size_t len, const char **why)
             *why = "request body is not valid JSON";
             return NULL;
         }
+    }
+    if (json_has_duplicate_keys(j)) {
+        cJSON_Delete(j);
+        *why = "request body has a duplicate object key";
+        return NULL;
     }
     return j;
 }

@@ -16,8 +16,9 @@
 /*
  * Parses a request body of len bytes (not NUL-terminated). Refuses, with
  * *why set to a static reason and NULL returned: nesting deeper than
- * JSON_MAX_DEPTH, a \u0000 escape (cJSON would cut the string short
- * there and silently change the data), and malformed JSON. The caller
+ * JSON_MAX_DEPTH, a \u0000 escape or raw control character in a string
+ * (cJSON would cut the string short there and silently change the data),
+ * an object with the same key twice, and malformed JSON. The caller
  * owns the returned tree (cJSON_Delete).
  */
 cJSON *json_parse_body(const char *buf, size_t len, const char **why);

@@ -127,6 +127,13 @@ class Service:
         self.procs = {}
         self.logs = {}
         self.extra_env = dict(env or {})
+        try:
+            self._start(workers, janitor, api)
+        except BaseException:
+            self.close(check=False)
+            raise
+
+    def _start(self, workers, janitor, api):
         u = _db_parts()
         admin_sql("CREATE DATABASE %s OWNER %s" % (self.db_name, u.username))
         self.database_url = urllib.parse.urlunparse(u._replace(path="/" + self.db_name))
@@ -227,7 +234,7 @@ class Service:
             p.wait()
             raise AssertionError("%s did not stop within %ss" % (key, timeout))
 
-    def close(self):
+    def close(self, check=True):
         for key in list(self.procs):
             p = self.procs[key]
             if p.poll() is None:
@@ -249,7 +256,7 @@ class Service:
             admin_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db_name)
         except subprocess.SubprocessError:
             pass
-        if sanitizer:
+        if sanitizer and check:
             raise AssertionError("sanitizer reports:\n" + "\n".join(sanitizer))
         if os.environ.get("OC_KEEP_TMP") is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -329,10 +336,16 @@ class Service:
     # ---- database and disk ----------------------------------------------
 
     def sql(self, query):
-        """Rows of query as lists of strings (psql -At, tab-separated)."""
+        """Rows of query as lists of strings (psql -At, tab-separated).
+        The password goes through the environment, never onto psql's
+        command line where ps would show it."""
+        u = urllib.parse.urlparse(self.database_url)
+        env = dict(os.environ, PGHOST=u.hostname, PGPORT=str(u.port), PGUSER=u.username,
+                   PGPASSWORD=urllib.parse.unquote(u.password or ""),
+                   PGDATABASE=self.db_name)
         out = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                              self.database_url, "-c", query],
-                             check=True, capture_output=True, text=True, timeout=60)
+                              "-c", query],
+                             check=True, capture_output=True, text=True, timeout=60, env=env)
         return [line.split("\t") for line in out.stdout.splitlines() if line != ""]
 
     def scalar(self, query):
@@ -355,6 +368,7 @@ class ServiceTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.svc = None
         cls.svc = Service(cls.__name__.lower(), **cls.SERVICE_ARGS)
 
     @classmethod

@@ -1,0 +1,276 @@
+/*
+ * fuzz_body.c - libFuzzer target for request body parsing: json_parse_body
+ * (common/jsonutil.h) and the checks POST /session runs on the tree.
+ *
+ * No HTTP and no database: the input goes to json_parse_body() exactly as
+ * http_read_body() would hand it over, and an accepted tree is walked the
+ * way session_validate() in api/routes_session.c walks it (files array of
+ * {path, content}, ttl_seconds via json_get_int, path_validate on each
+ * path, path_list_check on all of them, env names and values). That walk
+ * is repeated here because the route's copy is static and answers over
+ * HTTP; keep the two in step.
+ *
+ * Beyond "no crash, no leak, no UB" (ASan, LSan and UBSan are on), a
+ * broken invariant calls abort():
+ *  - json_parse_body either returns a tree or gives a reason, never both;
+ *  - an accepted tree prints and parses back (json_parse_body again) to an
+ *    equal tree: the depth and \u0000 pre-scan must not refuse what cJSON
+ *    itself printed;
+ *  - a session the walk accepts respects every limit it claims to.
+ *
+ * Built with -DOC_FUZZ_REPLAY (no libFuzzer, any compiler), the file has a
+ * main() that runs the target once on each file named on the command line.
+ */
+#include "config.h"
+#include "jsonutil.h"
+#include "path.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The route's limits. MAX_FILES and MAX_TTL_S are the defaults of
+ * common/config.c; MAX_SESSION_BYTES is far below its default (25 MiB) so
+ * that inputs of -max_len 64 KiB can reach the "too large" branch. */
+#define FUZZ_MAX_FILES         200
+#define FUZZ_MAX_SESSION_BYTES (16 * 1024)
+#define FUZZ_MAX_TTL_S         (7L * 24 * 3600)
+#define FUZZ_DEFAULT_TTL_S     (24L * 3600)
+/* As in api/routes_session.c. */
+#define SESSION_MAX_ENV        64
+#define SESSION_MAX_ENV_VALUE  (32 * 1024)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_ASSERT(cond)                                                      \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__,         \
+                    __LINE__, #cond);                                          \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+struct new_session {
+    const cJSON *files;
+    const cJSON *env;
+    long ttl_s;
+    long count;
+    int64_t bytes;
+};
+
+/* ---- The route's walk --------------------------------------------------- */
+
+/* session_validate() without the HTTP replies: returns 0 when req is a
+ * valid new session, else the status the route would answer. */
+static int session_walk(const cJSON *req, struct new_session *ns)
+{
+    if (!cJSON_IsObject(req))
+        return 422;
+    ns->files = cJSON_GetObjectItemCaseSensitive(req, "files");
+    if (!cJSON_IsArray(ns->files))
+        return 422;
+    ns->count = cJSON_GetArraySize(ns->files);
+    if (ns->count > FUZZ_MAX_FILES)
+        return 400;
+    ns->ttl_s = FUZZ_DEFAULT_TTL_S;
+    if (json_get_int(req, "ttl_seconds", 1, FUZZ_MAX_TTL_S, &ns->ttl_s) != 0)
+        return 422;
+
+    const char **paths = calloc((size_t)ns->count + 1, sizeof(*paths));
+    if (paths == NULL)
+        return 500;
+    int status = 0;
+    long i = 0;
+    ns->bytes = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, ns->files) {
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(f, "path");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(f, "content");
+        const char *why;
+        if (!cJSON_IsObject(f) || !cJSON_IsString(path) || !cJSON_IsString(content)) {
+            status = 422;
+            goto out;
+        }
+        if (path_validate(path->valuestring, strlen(path->valuestring), &why) != 0) {
+            FUZZ_ASSERT(why != NULL);
+            status = 400;
+            goto out;
+        }
+        ns->bytes += (int64_t)strlen(content->valuestring);
+        if (ns->bytes > FUZZ_MAX_SESSION_BYTES) {
+            status = 400;
+            goto out;
+        }
+        paths[i++] = path->valuestring;
+    }
+    FUZZ_ASSERT(i == ns->count);
+    size_t bad = SIZE_MAX;
+    const char *why = NULL;
+    int rc = path_list_check(paths, (size_t)ns->count, &bad, &why);
+    if (rc == -2) {
+        status = 500;
+        goto out;
+    }
+    if (rc != 0) {
+        FUZZ_ASSERT(rc == -1 && bad < (size_t)ns->count && why != NULL);
+        status = 400;
+        goto out;
+    }
+
+    ns->env = cJSON_GetObjectItemCaseSensitive(req, "env");
+    if (ns->env != NULL && cJSON_IsNull(ns->env))
+        ns->env = NULL;
+    if (ns->env != NULL) {
+        if (!cJSON_IsObject(ns->env) || cJSON_GetArraySize(ns->env) > SESSION_MAX_ENV) {
+            status = 422;
+            goto out;
+        }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, ns->env) {
+            FUZZ_ASSERT(e->string != NULL);
+            if (!cfg_env_name_valid(e->string) || cfg_env_name_reserved(e->string) ||
+                !cJSON_IsString(e) || strlen(e->valuestring) > SESSION_MAX_ENV_VALUE) {
+                status = 422;
+                goto out;
+            }
+        }
+    }
+out:
+    free(paths);
+    return status;
+}
+
+/* What an accepted session must satisfy, rechecked from the tree. */
+static void check_accepted(const struct new_session *ns)
+{
+    FUZZ_ASSERT(ns->count >= 0 && ns->count <= FUZZ_MAX_FILES);
+    FUZZ_ASSERT(ns->ttl_s >= 1 && ns->ttl_s <= FUZZ_MAX_TTL_S);
+    FUZZ_ASSERT(ns->bytes >= 0 && ns->bytes <= FUZZ_MAX_SESSION_BYTES);
+    int64_t bytes = 0;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, ns->files) {
+        const char *why;
+        const char *p = cJSON_GetObjectItemCaseSensitive(f, "path")->valuestring;
+        const char *c = cJSON_GetObjectItemCaseSensitive(f, "content")->valuestring;
+        FUZZ_ASSERT(path_validate(p, strlen(p), &why) == 0);
+        FUZZ_ASSERT(strstr(p, "\n") == NULL && p[0] != '/');
+        bytes += (int64_t)strlen(c);
+    }
+    FUZZ_ASSERT(bytes == ns->bytes);
+}
+
+/* ---- Parser round trip -------------------------------------------------- */
+
+/* 1 when the tree holds a number that JSON cannot print (1e999 parses to
+ * infinity, which cJSON prints as null). */
+static int has_nonfinite(const cJSON *j)
+{
+    for (; j != NULL; j = j->next) {
+        if (cJSON_IsNumber(j) && !isfinite(j->valuedouble))
+            return 1;
+        if (j->child != NULL && has_nonfinite(j->child))
+            return 1;
+    }
+    return 0;
+}
+
+/* Same shape, names and values, children in the same order. Not
+ * cJSON_Compare(): it looks object members up by name, so a body with a
+ * repeated name ({"a":1,"a":2}) would not equal itself. Numbers may differ
+ * in the last bit: cJSON prints 15 significant digits when those read back
+ * within DBL_EPSILON. */
+static int tree_equal(const cJSON *a, const cJSON *b)
+{
+    for (; a != NULL && b != NULL; a = a->next, b = b->next) {
+        if ((a->type & 0xFF) != (b->type & 0xFF))
+            return 0;
+        if ((a->string == NULL) != (b->string == NULL) ||
+            (a->string != NULL && strcmp(a->string, b->string) != 0))
+            return 0;
+        if (cJSON_IsNumber(a)) {
+            double x = a->valuedouble, y = b->valuedouble;
+            double m = fabs(x) > fabs(y) ? fabs(x) : fabs(y);
+            if (fabs(x - y) > m * DBL_EPSILON)
+                return 0;
+        }
+        if (cJSON_IsString(a) && strcmp(a->valuestring, b->valuestring) != 0)
+            return 0;
+        if (!tree_equal(a->child, b->child))
+            return 0;
+    }
+    return a == NULL && b == NULL;
+}
+
+/* The body parser must accept what cJSON prints from a tree it accepted,
+ * and read back the same tree. Depth is bounded by JSON_MAX_DEPTH, so the
+ * recursion here is short. */
+static void check_round_trip(const cJSON *tree)
+{
+    if (has_nonfinite(tree))
+        return;
+    char *text = cJSON_PrintUnformatted(tree);
+    if (text == NULL)
+        return;                 /* out of memory */
+    const char *why = NULL;
+    cJSON *again = json_parse_body(text, strlen(text), &why);
+    if (again == NULL)
+        fprintf(stderr, "reprint refused (%s): %.200s\n", why, text);
+    FUZZ_ASSERT(again != NULL);
+    FUZZ_ASSERT(tree_equal(tree, again));
+    cJSON_Delete(again);
+    free(text);
+}
+
+/* ---- Entry points ------------------------------------------------------- */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *why = NULL;
+    cJSON *req = json_parse_body((const char *)data, size, &why);
+    if (req == NULL) {
+        FUZZ_ASSERT(why != NULL && why[0] != '\0');
+        return 0;
+    }
+    check_round_trip(req);
+
+    struct new_session ns;
+    memset(&ns, 0, sizeof(ns));
+    int status = session_walk(req, &ns);
+    FUZZ_ASSERT(status == 0 || status == 400 || status == 422 || status == 500);
+    if (status == 0)
+        check_accepted(&ns);
+    cJSON_Delete(req);
+    return 0;
+}
+
+#ifdef OC_FUZZ_REPLAY
+/* Runs the target once on each file named on the command line. Each input
+ * gets a buffer of exactly its size, so a sanitizer sees any overread. */
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+        long n = -1;
+        if (f != NULL && fseek(f, 0, SEEK_END) == 0)
+            n = ftell(f);
+        if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+            fprintf(stderr, "could not read \"%s\"\n", argv[i]);
+            if (f != NULL)
+                fclose(f);
+            return 1;
+        }
+        uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
+        if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
+            abort();
+        fclose(f);
+        LLVMFuzzerTestOneInput(buf, (size_t)n);
+        free(buf);
+    }
+    printf("%d passed, 0 failed\n", argc - 1);
+    return 0;
+}
+#endif
