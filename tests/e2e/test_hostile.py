@@ -362,9 +362,10 @@ class HostileTest(harness.ServiceTest):
             ("ttl_seconds -Infinity", sess(files + b', "ttl_seconds": -Infinity}'), (400,)),
             ("ttl_seconds hex", sess(files + b', "ttl_seconds": 0x10}'), (400,)),
             ("ttl_seconds as a string", sess(files + b', "ttl_seconds": "60"}'), (422,)),
-            ("duplicate keys, both invalid", sess(b'{"files": "a", "files": "b"}'), (422,)),
+            # Duplicate keys are refused while parsing, whatever the values.
+            ("duplicate keys, both invalid", sess(b'{"files": "a", "files": "b"}'), (400,)),
             ("duplicate keys, first invalid",
-             sess(b'{"files": "a", "files": [{"path": "x", "content": "x"}]}'), (422,)),
+             sess(b'{"files": "a", "files": [{"path": "x", "content": "x"}]}'), (400,)),
             ("more files than MAX_FILES", sess(b'{"files": [{}, {}, {}, {}, {}, {}]}'), (400,)),
             ("content a huge number", sess(b'{"files": [{"path": "a", "content": 1e999}]}'),
              (422,)),
@@ -399,7 +400,7 @@ class HostileTest(harness.ServiceTest):
             ("job: timeout_s NaN", job(b'{"prompt": "p", "timeout_s": NaN}'), (400,)),
             ("job: timeout_s Infinity", job(b'{"prompt": "p", "timeout_s": Infinity}'), (400,)),
             ("job: duplicate prompt, first invalid", job(b'{"prompt": 1, "prompt": "p"}'),
-             (422,)),
+             (400,)),
             ("job: unknown session", job(b'{"prompt": "p"}', sid="0" * 32), (404,)),
         ]
 
