@@ -20,118 +20,12 @@
 #include "layout.h"
 #include "log.h"
 #include "path.h"
-
-/* Per-session variables: a handful of tokens, not a data channel. */
-#define SESSION_MAX_ENV       64
-#define SESSION_MAX_ENV_VALUE (32 * 1024)
-
-struct new_session {
-    const cJSON *files;           /* validated array of {path, content} */
-    const cJSON *env;             /* validated object of strings, or NULL */
-    long ttl_s;
-    long count;
-    int64_t bytes;
-};
-
-/* Answers 4xx and returns its status, or returns 0 when req is valid. */
-static int session_validate(struct mg_connection *conn, const struct cfg *cfg,
-                            const cJSON *req, struct new_session *ns)
-{
-    if (!cJSON_IsObject(req))
-        return http_send_error(conn, 422, "request body must be a JSON object");
-
-    ns->files = cJSON_GetObjectItemCaseSensitive(req, "files");
-    if (!cJSON_IsArray(ns->files))
-        return http_send_error(conn, 422, "files: required, must be an array of {path, content}");
-    ns->count = cJSON_GetArraySize(ns->files);
-    if (ns->count > cfg->max_files)
-        return http_send_errorf(conn, 400, "Exceeded max file count of %ld", cfg->max_files);
-
-    ns->ttl_s = cfg->default_ttl_s;
-    if (json_get_int(req, "ttl_seconds", 1, cfg->max_ttl_s, &ns->ttl_s) != 0)
-        return http_send_errorf(conn, 422, "ttl_seconds: must be an integer from 1 to %ld",
-                                cfg->max_ttl_s);
-
-    const char **paths = calloc((size_t)ns->count + 1, sizeof(*paths));
-    if (paths == NULL)
-        return http_send_error(conn, 500, "out of memory");
-    int status = 0;
-    long i = 0;
-    ns->bytes = 0;
-    const cJSON *f;
-    cJSON_ArrayForEach(f, ns->files) {
-        const cJSON *path = cJSON_GetObjectItemCaseSensitive(f, "path");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(f, "content");
-        const char *why;
-        if (!cJSON_IsObject(f) || !cJSON_IsString(path) || !cJSON_IsString(content)) {
-            status = http_send_errorf(conn, 422,
-                                      "files[%ld]: must be an object with string path and content",
-                                      i);
-            goto out;
-        }
-        if (path_validate(path->valuestring, strlen(path->valuestring), &why) != 0) {
-            status = http_send_errorf(conn, 400, "Invalid file path: files[%ld].path %s", i, why);
-            goto out;
-        }
-        ns->bytes += (int64_t)strlen(content->valuestring);
-        if (ns->bytes > cfg->max_session_bytes) {
-            status = http_send_errorf(conn, 400, "Exceeded max session size of %ld bytes",
-                                      cfg->max_session_bytes);
-            goto out;
-        }
-        paths[i++] = path->valuestring;
-    }
-    size_t bad = 0;
-    const char *why = NULL;
-    int rc = path_list_check(paths, (size_t)ns->count, &bad, &why);
-    if (rc == -2) {
-        status = http_send_error(conn, 500, "out of memory");
-        goto out;
-    }
-    if (rc != 0) {
-        status = http_send_errorf(conn, 400, "Invalid file path: files[%zu].path %s", bad, why);
-        goto out;
-    }
-
-    ns->env = cJSON_GetObjectItemCaseSensitive(req, "env");
-    if (ns->env != NULL && cJSON_IsNull(ns->env))
-        ns->env = NULL;
-    if (ns->env != NULL) {
-        if (!cJSON_IsObject(ns->env) || cJSON_GetArraySize(ns->env) > SESSION_MAX_ENV) {
-            status = http_send_errorf(conn, 422,
-                                      "env: must be an object of at most %d string values",
-                                      SESSION_MAX_ENV);
-            goto out;
-        }
-        const cJSON *e;
-        cJSON_ArrayForEach(e, ns->env) {
-            /* Names only in messages: values are secrets. */
-            if (!cfg_env_name_valid(e->string)) {
-                status = http_send_error(conn, 422, "env: variable names must match "
-                                                    "[A-Za-z_][A-Za-z0-9_]*");
-                goto out;
-            }
-            if (cfg_env_name_reserved(e->string)) {
-                status = http_send_errorf(conn, 422, "env: %s is a reserved name", e->string);
-                goto out;
-            }
-            if (!cJSON_IsString(e) || strlen(e->valuestring) > SESSION_MAX_ENV_VALUE) {
-                status = http_send_errorf(conn, 422,
-                                          "env: %s must be a string of at most %d bytes",
-                                          e->string, SESSION_MAX_ENV_VALUE);
-                goto out;
-            }
-        }
-    }
-out:
-    free(paths);
-    return status;
-}
+#include "session_req.h"
 
 /* Writes the validated files (and env) into a new session folder. Returns
  * 0, or -errno (the folder is then removed by the caller). */
 static int session_write_files(const struct cfg *cfg, const char *id,
-                               const struct new_session *ns, cJSON *manifest)
+                               const struct session_req *ns, cJSON *manifest)
 {
     char root[4096], dir[4096], input[4096];
     if (layout_sessions_root(cfg->data_dir, root, sizeof(root)) ||
@@ -199,12 +93,17 @@ static int session_create(struct mg_connection *conn, struct api *api, const cha
     if (req == NULL)
         return http_send_error(conn, 400, why);
 
-    struct new_session ns;
+    struct session_req ns;
     cJSON *manifest = NULL;
-    char id[ID_HEX_LEN + 1], dir[4096];
-    status = session_validate(conn, cfg, req, &ns);
-    if (status != 0)
+    char id[ID_HEX_LEN + 1], dir[4096], detail[512];
+    const struct session_limits lim = {
+        cfg->max_files, cfg->max_session_bytes, cfg->default_ttl_s, cfg->max_ttl_s,
+    };
+    status = session_req_check(req, &lim, &ns, detail, sizeof(detail));
+    if (status != 0) {
+        status = http_send_error(conn, status, detail);
         goto out;
+    }
 
     struct pg_conn *db = api_db(conn, api);
     if (db == NULL) {

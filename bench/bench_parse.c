@@ -29,6 +29,7 @@
 #include "config.h"
 #include "jsonutil.h"
 #include "path.h"
+#include "session_req.h"
 
 #include <errno.h>
 #include <linux/perf_event.h>
@@ -53,8 +54,6 @@
 #define LIM_MAX_SESSION_BYTES  (25L * 1024 * 1024)
 #define LIM_MAX_TTL_S          (7L * 24 * 3600)
 #define LIM_DEFAULT_TTL_S      (24L * 3600)
-#define SESSION_MAX_ENV        64
-#define SESSION_MAX_ENV_VALUE  (32 * 1024)
 
 /* ---- The body ----------------------------------------------------------- */
 
@@ -154,75 +153,18 @@ static void bench_body(struct buf *b)
                "\"MY_SETTING\":\"on\"}}\n");
 }
 
-/* ---- The route's walk --------------------------------------------------- */
+/* ---- The route's checks ------------------------------------------------ */
 
-/* session_validate() of api/routes_session.c without the HTTP replies:
- * 0 when req is a valid new session, else the status it would answer. */
+/* session_req_check(), what POST /session runs: 0 when req is a valid new
+ * session, else the status the route would answer. */
 static int session_walk(const cJSON *req)
 {
-    if (!cJSON_IsObject(req))
-        return 422;
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(req, "files");
-    if (!cJSON_IsArray(files))
-        return 422;
-    long count = cJSON_GetArraySize(files);
-    if (count > LIM_MAX_FILES)
-        return 400;
-    long ttl = LIM_DEFAULT_TTL_S;
-    if (json_get_int(req, "ttl_seconds", 1, LIM_MAX_TTL_S, &ttl) != 0)
-        return 422;
-
-    const char **paths = calloc((size_t)count + 1, sizeof(*paths));
-    if (paths == NULL)
-        return 500;
-    int status = 0;
-    long i = 0;
-    int64_t bytes = 0;
-    const cJSON *f;
-    cJSON_ArrayForEach(f, files) {
-        const cJSON *path = cJSON_GetObjectItemCaseSensitive(f, "path");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(f, "content");
-        const char *why;
-        if (!cJSON_IsObject(f) || !cJSON_IsString(path) || !cJSON_IsString(content)) {
-            status = 422;
-            goto out;
-        }
-        if (path_validate(path->valuestring, strlen(path->valuestring), &why) != 0) {
-            status = 400;
-            goto out;
-        }
-        bytes += (int64_t)strlen(content->valuestring);
-        if (bytes > LIM_MAX_SESSION_BYTES) {
-            status = 400;
-            goto out;
-        }
-        paths[i++] = path->valuestring;
-    }
-    size_t bad = 0;
-    const char *why = NULL;
-    int rc = path_list_check(paths, (size_t)count, &bad, &why);
-    if (rc != 0) {
-        status = rc == -2 ? 500 : 400;
-        goto out;
-    }
-    const cJSON *env = cJSON_GetObjectItemCaseSensitive(req, "env");
-    if (env != NULL && !cJSON_IsNull(env)) {
-        if (!cJSON_IsObject(env) || cJSON_GetArraySize(env) > SESSION_MAX_ENV) {
-            status = 422;
-            goto out;
-        }
-        const cJSON *e;
-        cJSON_ArrayForEach(e, env) {
-            if (!cfg_env_name_valid(e->string) || cfg_env_name_reserved(e->string) ||
-                !cJSON_IsString(e) || strlen(e->valuestring) > SESSION_MAX_ENV_VALUE) {
-                status = 422;
-                goto out;
-            }
-        }
-    }
-out:
-    free(paths);
-    return status;
+    static const struct session_limits lim = {
+        LIM_MAX_FILES, LIM_MAX_SESSION_BYTES, LIM_DEFAULT_TTL_S, LIM_MAX_TTL_S,
+    };
+    struct session_req out;
+    char detail[256];
+    return session_req_check(req, &lim, &out, detail, sizeof(detail));
 }
 
 /* ---- The variants ------------------------------------------------------- */

@@ -9,6 +9,16 @@
 
 /* One pass over the raw bytes: tracks strings and escapes to measure
  * nesting depth and find \u0000, before cJSON sees the text. */
+/* Bytes that end the fast path inside a string: the quote, the backslash
+ * and the control characters JSON forbids there. */
+static const unsigned char json_string_special[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+    [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+    [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
 static const char *json_prescan(const char *buf, size_t len)
 {
     int depth = 0;
@@ -19,7 +29,7 @@ static const char *json_prescan(const char *buf, size_t len)
              * are nearly all of a body (file contents). */
             for (i++; i < len; i++) {
                 unsigned char s = (unsigned char)buf[i];
-                if (s >= 0x20 && s != '"' && s != '\\')
+                if (!json_string_special[s])
                     continue;
                 if (s == '"')
                     break;

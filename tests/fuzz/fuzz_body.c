@@ -4,11 +4,10 @@
  *
  * No HTTP and no database: the input goes to json_parse_body() exactly as
  * http_read_body() would hand it over, and an accepted tree is walked the
- * way session_validate() in api/routes_session.c walks it (files array of
- * {path, content}, ttl_seconds via json_get_int, path_validate on each
- * path, path_list_check on all of them, env names and values). That walk
- * is repeated here because the route's copy is static and answers over
- * HTTP; keep the two in step.
+ * checked with session_req_check() (common/session_req.h), the very
+ * function POST /session runs: files array of {path, content},
+ * ttl_seconds, path_validate on each path, path_list_check on all of them,
+ * env names and values.
  *
  * Beyond "no crash, no leak, no UB" (ASan, LSan and UBSan are on), a
  * broken invariant calls abort():
@@ -24,6 +23,7 @@
 #include "config.h"
 #include "jsonutil.h"
 #include "path.h"
+#include "session_req.h"
 
 #include <float.h>
 #include <math.h>
@@ -39,9 +39,6 @@
 #define FUZZ_MAX_SESSION_BYTES (16 * 1024)
 #define FUZZ_MAX_TTL_S         (7L * 24 * 3600)
 #define FUZZ_DEFAULT_TTL_S     (24L * 3600)
-/* As in api/routes_session.c. */
-#define SESSION_MAX_ENV        64
-#define SESSION_MAX_ENV_VALUE  (32 * 1024)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -54,98 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                      \
     } while (0)
 
-struct new_session {
-    const cJSON *files;
-    const cJSON *env;
-    long ttl_s;
-    long count;
-    int64_t bytes;
+static const struct session_limits fuzz_limits = {
+    FUZZ_MAX_FILES, FUZZ_MAX_SESSION_BYTES, FUZZ_DEFAULT_TTL_S, FUZZ_MAX_TTL_S,
 };
 
-/* ---- The route's walk --------------------------------------------------- */
-
-/* session_validate() without the HTTP replies: returns 0 when req is a
- * valid new session, else the status the route would answer. */
-static int session_walk(const cJSON *req, struct new_session *ns)
-{
-    if (!cJSON_IsObject(req))
-        return 422;
-    ns->files = cJSON_GetObjectItemCaseSensitive(req, "files");
-    if (!cJSON_IsArray(ns->files))
-        return 422;
-    ns->count = cJSON_GetArraySize(ns->files);
-    if (ns->count > FUZZ_MAX_FILES)
-        return 400;
-    ns->ttl_s = FUZZ_DEFAULT_TTL_S;
-    if (json_get_int(req, "ttl_seconds", 1, FUZZ_MAX_TTL_S, &ns->ttl_s) != 0)
-        return 422;
-
-    const char **paths = calloc((size_t)ns->count + 1, sizeof(*paths));
-    if (paths == NULL)
-        return 500;
-    int status = 0;
-    long i = 0;
-    ns->bytes = 0;
-    const cJSON *f;
-    cJSON_ArrayForEach(f, ns->files) {
-        const cJSON *path = cJSON_GetObjectItemCaseSensitive(f, "path");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(f, "content");
-        const char *why;
-        if (!cJSON_IsObject(f) || !cJSON_IsString(path) || !cJSON_IsString(content)) {
-            status = 422;
-            goto out;
-        }
-        if (path_validate(path->valuestring, strlen(path->valuestring), &why) != 0) {
-            FUZZ_ASSERT(why != NULL);
-            status = 400;
-            goto out;
-        }
-        ns->bytes += (int64_t)strlen(content->valuestring);
-        if (ns->bytes > FUZZ_MAX_SESSION_BYTES) {
-            status = 400;
-            goto out;
-        }
-        paths[i++] = path->valuestring;
-    }
-    FUZZ_ASSERT(i == ns->count);
-    size_t bad = SIZE_MAX;
-    const char *why = NULL;
-    int rc = path_list_check(paths, (size_t)ns->count, &bad, &why);
-    if (rc == -2) {
-        status = 500;
-        goto out;
-    }
-    if (rc != 0) {
-        FUZZ_ASSERT(rc == -1 && bad < (size_t)ns->count && why != NULL);
-        status = 400;
-        goto out;
-    }
-
-    ns->env = cJSON_GetObjectItemCaseSensitive(req, "env");
-    if (ns->env != NULL && cJSON_IsNull(ns->env))
-        ns->env = NULL;
-    if (ns->env != NULL) {
-        if (!cJSON_IsObject(ns->env) || cJSON_GetArraySize(ns->env) > SESSION_MAX_ENV) {
-            status = 422;
-            goto out;
-        }
-        const cJSON *e;
-        cJSON_ArrayForEach(e, ns->env) {
-            FUZZ_ASSERT(e->string != NULL);
-            if (!cfg_env_name_valid(e->string) || cfg_env_name_reserved(e->string) ||
-                !cJSON_IsString(e) || strlen(e->valuestring) > SESSION_MAX_ENV_VALUE) {
-                status = 422;
-                goto out;
-            }
-        }
-    }
-out:
-    free(paths);
-    return status;
-}
-
 /* What an accepted session must satisfy, rechecked from the tree. */
-static void check_accepted(const struct new_session *ns)
+static void check_accepted(const struct session_req *ns)
 {
     FUZZ_ASSERT(ns->count >= 0 && ns->count <= FUZZ_MAX_FILES);
     FUZZ_ASSERT(ns->ttl_s >= 1 && ns->ttl_s <= FUZZ_MAX_TTL_S);
@@ -237,10 +148,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_round_trip(req);
 
-    struct new_session ns;
-    memset(&ns, 0, sizeof(ns));
-    int status = session_walk(req, &ns);
+    struct session_req ns;
+    char detail[512];
+    detail[0] = '\0';
+    int status = session_req_check(req, &fuzz_limits, &ns, detail, sizeof(detail));
     FUZZ_ASSERT(status == 0 || status == 400 || status == 422 || status == 500);
+    FUZZ_ASSERT(status == 0 || detail[0] != '\0');
     if (status == 0)
         check_accepted(&ns);
     cJSON_Delete(req);

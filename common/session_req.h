@@ -1,0 +1,44 @@
+/*
+ * session_req.h - the checks on a POST /session body, apart from HTTP.
+ *
+ * The route, the body fuzzer and the parse benchmark all run this one
+ * function, so what is fuzzed and measured is what the API does.
+ */
+#ifndef OC_SESSION_REQ_H
+#define OC_SESSION_REQ_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per-session variables: a handful of tokens, not a data channel. */
+#define SESSION_MAX_ENV       64
+#define SESSION_MAX_ENV_VALUE (32 * 1024)
+
+struct session_limits {
+    long max_files;
+    long max_session_bytes;
+    long default_ttl_s;
+    long max_ttl_s;
+};
+
+/* A validated body; pointers into the caller's tree. */
+struct session_req {
+    const cJSON *files;     /* array of {path, content} */
+    const cJSON *env;       /* object of strings, or NULL */
+    long ttl_s;
+    long count;
+    int64_t bytes;          /* sum of content lengths */
+};
+
+/*
+ * Checks a parsed body: files (count, each path valid and distinct, total
+ * size), ttl_seconds, env (names valid and not reserved, values strings of
+ * bounded size). Returns 0 with *out filled, or the HTTP status to answer
+ * (400 limits and paths, 422 shapes and types, 500 out of memory) with a
+ * reason in detail. Messages name fields and variable names, never values.
+ */
+int session_req_check(const cJSON *req, const struct session_limits *lim,
+                      struct session_req *out, char *detail, size_t detail_len);
+
+#endif
