@@ -385,31 +385,9 @@ if ((offline)); then
     done
     fake_port="$(tr -dc '0-9' <"$port_file")"
     base="http://127.0.0.1:$fake_port/v1"
-    # PROVISIONAL: the exact opencode provider config shape is still being
-    # verified. It points the "anthropic" and "openai" providers (the
-    # default model is anthropic/...) and a "scripted" one at the scripted
-    # model server, through the OpenAI-compatible adapter.
-    cat >"$ROOT/var/agent-config.json.tmp" <<EOF
-{
-  "provider": {
-    "anthropic": {
-      "npm": "@ai-sdk/openai-compatible",
-      "options": {"baseURL": "$base", "apiKey": "offline"},
-      "models": {"claude-3-5-sonnet-latest": {"name": "claude-3-5-sonnet-latest"}}
-    },
-    "openai": {
-      "npm": "@ai-sdk/openai-compatible",
-      "options": {"baseURL": "$base", "apiKey": "offline"},
-      "models": {"gpt-4": {"name": "gpt-4"}}
-    },
-    "scripted": {
-      "npm": "@ai-sdk/openai-compatible",
-      "options": {"baseURL": "$base", "apiKey": "offline"},
-      "models": {"scripted-model": {"name": "scripted-model"}}
-    }
-  }
-}
-EOF
+    # anthropic/..., openai/gpt-4 and scripted/scripted-model all go to
+    # the scripted model server (see the script for why it looks so).
+    "$ROOT/scripts/offline-agent-config.sh" "$base" >"$ROOT/var/agent-config.json.tmp"
     mv "$ROOT/var/agent-config.json.tmp" "$ROOT/var/agent-config.json"
     # Exported even if .env names another file: --offline is explicit, and
     # the environment takes precedence over .env.

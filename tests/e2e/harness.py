@@ -190,13 +190,14 @@ class Service:
         wait_for(lambda: os.path.exists(port_file), 20, what="fake model port file")
         with open(port_file) as f:
             self.model_port = int(f.read().strip())
+        # The same configuration as offline mode of scripts/run.sh.
         base = "http://127.0.0.1:%d/v1" % self.model_port
-        provider = {"npm": "@ai-sdk/openai-compatible",
-                    "options": {"baseURL": base, "apiKey": "scripted"},
-                    "models": {"scripted-model": {"name": "scripted-model"}}}
+        config = subprocess.run(
+            ["bash", os.path.join(SOURCE, "scripts", "offline-agent-config.sh"), base],
+            check=True, capture_output=True, text=True, timeout=30).stdout
         self.agent_config = os.path.join(self.tmp, "agent-config.json")
         with open(self.agent_config, "w") as f:
-            json.dump({"provider": {"scripted": provider}}, f)
+            f.write(config)
 
     def start_api(self, **env):
         p = self._spawn("api", [os.path.join(BUILD, "opencode-api")], self.env(**env))

@@ -77,15 +77,20 @@ class JobFlow(harness.ServiceTest):
         self.assertEqual(s.download(sid, "src/math_utils.py").status, 404)
 
     def test_offline_demo_prompt_from_the_seed(self):
-        # The seed's example 2 prompt, unchanged: the scripted model's demo
-        # mode appends the function.
+        # The seed's example 2, unchanged, with offline mode's configuration
+        # (scripts/offline-agent-config.sh): its default model and
+        # openai/gpt-4 both reach the scripted model, whose demo mode
+        # appends the function.
         s = self.svc
-        sid = s.create_session(SEED_FILES)["session_id"]
-        job = s.wait_job(s.submit(sid, "Add a subtract function to src/math_utils.py")["job_id"])
-        self.assertEqual(job["status"], "succeeded", job)
-        body = s.download(sid, "src/math_utils.py").body.decode()
-        self.assertIn("def subtract(a, b):", body)
-        self.assertTrue(body.startswith("def add(a,b):"))
+        for model in ("anthropic/claude-3-5-sonnet-latest", "openai/gpt-4"):
+            sid = s.create_session(SEED_FILES)["session_id"]
+            job = s.wait_job(s.submit(sid, "Add a subtract function to src/math_utils.py",
+                                      model=model)["job_id"])
+            self.assertEqual(job["status"], "succeeded", job)
+            self.assertEqual(job["model"], model)
+            body = s.download(sid, "src/math_utils.py").body.decode()
+            self.assertIn("def subtract(a, b):", body)
+            self.assertTrue(body.startswith("def add(a,b):"))
 
     def test_timeout_keeps_partial_outputs(self):
         s = self.svc

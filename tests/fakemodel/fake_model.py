@@ -13,6 +13,13 @@ opencode config (env OPENCODE_CONFIG_CONTENT), then `-m scripted/scripted-model`
     {"provider": {"scripted": {"npm": "@ai-sdk/openai-compatible",
         "options": {"baseURL": "http://127.0.0.1:PORT/v1", "apiKey": "x"},
         "models": {"scripted-model": {"name": "scripted-model"}}}}}
+Built-in names can be pointed here too (checked with opencode 1.18.33), e.g.
+"openai": {same npm/options, "models": {"gpt-4": {"name": "gpt-4",
+"status": "active", "limit": {"context": 200000, "output": 8192},
+"cost": {"input": 0, "output": 0}}}}. Without "status": "active" a model
+the catalogue marks deprecated (gpt-4) is "not found"; without "limit" the
+catalogue's small context (gpt-4: 8k) makes opencode compact the session
+after every answer, for ever.
 
 Script format: in the job prompt, a fenced block
 
@@ -28,16 +35,19 @@ Script format: in the job prompt, a fenced block
       {"text": "all done"} ]
     ```
 
-Each tool step is one assistant round (one request). "sleep" delays the
-current answer and does not use a round. "text" / "long_text" end the job,
+The script is read from the job prompt: the LAST user message of the
+conversation (with `opencode run --continue` the history holds earlier
+jobs' prompts too). Each tool step is one assistant round (one request).
+"sleep" delays the current answer and does not use a round. "text" / "long_text" end the job,
 "http_error" answers every further request with that HTTP status. When the
 steps run out the answer is the text "done". Relative paths in
 write/edit/read/delete are made absolute with the working directory that
 opencode states in its system prompt.
 
-Without a script: "add a(n) NAME function to PATH" reads PATH, appends a
-small Python function NAME, then summarises; any other prompt gets a short
-text reply quoting the prompt.
+Requests without tools (session title, compaction summary) get the text
+"Scripted job". Without a script: "add a(n) NAME function to PATH" reads
+PATH, appends a small Python function NAME, then summarises; any other
+prompt gets a short text reply quoting the prompt.
 
 Endpoints: POST /v1/chat/completions (SSE when "stream": true, JSON
 otherwise), GET /v1/models, GET /health. Python 3 standard library only.
@@ -137,9 +147,10 @@ def content_text(content):
 def analyse(messages):
     """Return (prompt, rounds, tool_results, workdir).
 
-    prompt: text of the first user message; rounds: number of assistant
-    messages with tool_calls after it; tool_results: texts of the tool
-    messages after it; workdir: from the system prompt, or None.
+    prompt: text of the job prompt (the last user message, see
+    FROM_LAST_USER); rounds: number of assistant messages with tool_calls
+    after it; tool_results: texts of the tool messages after it; workdir:
+    from the system prompt, or None.
     """
     first = None
     for i, m in enumerate(messages):
@@ -598,7 +609,7 @@ def write_port_file(path, port):
 def main(argv=None):
     global _log_file, _dump_dir
     ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible model server")
-    ap.add_argument("--port", type=int, required=True, help="port, 0 = pick a free one")
+    ap.add_argument("--port", type=int, default=0, help="port, 0 = pick a free one")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--port-file", help="write the chosen port here (atomically)")
     ap.add_argument("--log", help="append one line per request here (default stderr)")
