@@ -294,7 +294,10 @@ if ((build)); then
     "$ROOT/scripts/deps.sh"
     "$ROOT/scripts/build.sh" "$BUILD_DIR"
 fi
-BIN="$ROOT/$BUILD_DIR"
+case "$BUILD_DIR" in
+/*) BIN="$BUILD_DIR" ;;
+*) BIN="$ROOT/$BUILD_DIR" ;;
+esac
 for p in opencode-api opencode-worker opencode-janitor; do
     [[ -x "$BIN/$p" ]] || die "$BIN/$p is missing (run without --no-build)"
 done
