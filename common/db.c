@@ -2,6 +2,7 @@
 #include "db.h"
 #include "log.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,24 @@ PGconn *db_connect(const char *url, const char *app_name, char *err, size_t err_
     return c;
 }
 
+/* An idle connection whose server went away still says CONNECTION_OK
+ * until it is used. A readable socket on an idle connection means the
+ * server closed it (or sent a notice): let libpq read it and look again. */
+static int db_alive(PGconn *conn)
+{
+    if (PQstatus(conn) != CONNECTION_OK)
+        return 0;
+    struct pollfd p = { .fd = PQsocket(conn), .events = POLLIN };
+    if (p.fd < 0)
+        return 0;
+    if (poll(&p, 1, 0) > 0 && (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK))
+        return 0;
+    return 1;
+}
+
 int db_ensure(PGconn **conn, const char *url, const char *app_name)
 {
-    if (*conn != NULL && PQstatus(*conn) == CONNECTION_OK)
+    if (*conn != NULL && db_alive(*conn))
         return DB_OK;
     if (*conn != NULL) {
         PQfinish(*conn);

@@ -81,6 +81,12 @@ void *worker_slot_main(void *arg)
             continue;
         }
 
+        /* A delivery that raced SIGTERM goes back for another worker. */
+        if (atomic_load(&w->stopping)) {
+            mq_nack(mq, tag, 1);
+            break;
+        }
+
         /* One job at a time: stop the consumer before working. */
         consuming = 0;
         if (mq_consume_stop(mq) != 0) {

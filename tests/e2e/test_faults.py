@@ -141,11 +141,6 @@ def outputs(job):
     return sorted(f["path"] for f in job["output_files"] or [])
 
 
-def epoch(svc, expr):
-    v = svc.scalar("SELECT extract(epoch FROM %s)" % expr)
-    return float(v) if v not in (None, "") else None
-
-
 class FaultTest(harness.ServiceTest):
     def wait_gone(self, procs, timeout=3):
         try:
@@ -163,7 +158,7 @@ class FaultTest(harness.ServiceTest):
 
 MARK_THEN_SLEEP = [
     bash("date +%s%N > run-$(date +%s%N).txt"),
-    {"sleep": 8},
+    {"sleep": 5},
     {"write": {"filePath": "final.txt", "content": "final\n"}},
     {"text": "finished"},
 ]
@@ -197,7 +192,7 @@ class KillWorker(FaultTest):
         self.assertEqual(row, ["running", "1", "worker0"])
 
         s.start_worker("worker1")
-        job = s.wait_job(jid, timeout=150)
+        job = s.wait_job(jid, timeout=240)
         self.assertEqual(job["status"], "succeeded", job)
         self.assertEqual(job["attempt"], 2, job)
         self.assertEqual(s.scalar("SELECT worker_id FROM jobs WHERE id = '%s'" % jid), "worker1")
@@ -240,7 +235,7 @@ class KillWorkerLastAttempt(FaultTest):
         self.assertIsNotNone(job["finished_at"])
         self.assertTrue(log_lines(s, "janitor", r"janitor\.job_failed job=%s" % jid))
 
-        j2 = s.wait_job(nxt["job_id"], timeout=90)
+        j2 = s.wait_job(nxt["job_id"], timeout=240)
         self.assertEqual(j2["status"], "succeeded", j2)
         self.assertEqual(s.download(sid, "next.txt").body, b"next\n")
         # Not re-run behind our back: still failed, one attempt, no lease.
@@ -253,7 +248,9 @@ class KillWorkerLastAttempt(FaultTest):
 # ------------------------------------------------------- 2. broker restart
 
 class BrokerRestart(FaultTest):
-    SERVICE_ARGS = {"workers": 1, "janitor": True}
+    # One slot: the slot whose broker connection died under the running job
+    # has to reconnect to take the next one.
+    SERVICE_ARGS = {"workers": 1, "janitor": True, "env": {"WORKER_CONCURRENCY": "1"}}
 
     def test_rabbitmq_restart_while_a_job_runs(self):
         s = self.svc
@@ -310,7 +307,7 @@ class DatabaseRestart(FaultTest):
         s = self.svc
         sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
         jid = s.submit(sid, script_prompt([{"text": "before"}]))["job_id"]
-        self.assertEqual(s.wait_job(jid)["status"], "succeeded")
+        self.assertEqual(s.wait_job(jid, timeout=240)["status"], "succeeded")
         passes_before = len(log_lines(s, "janitor", r"janitor\.pass"))
 
         harness.stack("pg-stop")
@@ -358,8 +355,8 @@ class DatabaseRestart(FaultTest):
                  0.5, "janitor passes after the restart")
         self.assertEqual(s.job(jid)["result"], "before")
 
-        self.assertFalse(failures, "%d of 60 requests failed after PostgreSQL was back, "
-                         "first: %s" % (len(failures), failures[:1]))
+        self.assertEqual(len(failures), 0, "requests that failed after PostgreSQL was back "
+                         "(a stale connection per api thread?), first: %s" % failures[:1])
 
 
 # ------------------------------------------------------------ 4. janitors
@@ -426,7 +423,7 @@ class SessionExpiry(FaultTest):
         sid = s.create_session({"a.txt": "a\n"}, ttl=3)["session_id"]
         jid = s.submit(sid, script_prompt([
             {"write": {"filePath": "out.txt", "content": "out\n"}}, {"text": "ok"}]))["job_id"]
-        self.assertEqual(s.wait_job(jid)["status"], "succeeded")
+        self.assertEqual(s.wait_job(jid, timeout=240)["status"], "succeeded")
         self.assertEqual(s.download(sid, "out.txt").status, 200)
 
         self.wait_expired_now(sid)
@@ -457,13 +454,13 @@ class SessionExpiry(FaultTest):
         # Several janitor passes while the expired session's job runs.
         wait_for(lambda: len(log_lines(s, "janitor", r"janitor\.pass")) >= passes + 3, 15,
                  0.2, "janitor passes")
-        self.assertEqual(s.job(jid)["status"], "running")
+        self.assertEqual(s.job(jid)["status"], "running", "the job should still sleep")
         self.assertEqual(s.sql("SELECT status, files_removed_at IS NULL FROM sessions "
                                "WHERE id = '%s'" % sid), [["active", "t"]])
         self.assertTrue(os.path.isfile(os.path.join(workspace(s, sid, jid), "working.txt")))
         self.assertTrue(os.path.isdir(os.path.join(s.session_dir(sid), "input")))
 
-        job = s.wait_job(jid, timeout=90)
+        job = s.wait_job(jid, timeout=240)
         self.assertEqual(job["status"], "succeeded", job)
         self.assertIn("b.txt", outputs(job))
         self.assertEqual(s.scalar("SELECT count(*) FROM job_files WHERE job_id = '%s'"
@@ -483,23 +480,35 @@ class GracefulShutdown(FaultTest):
 
     def test_sigterm_lets_a_short_job_finish(self):
         s = self.svc
-        s.start_worker("short", WORKER_GRACE_S="5")
+        # A grace that is long enough on a loaded machine; the job's last
+        # steps take a second or two.
+        s.start_worker("short", WORKER_GRACE_S="30")
         sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
         jid = s.submit(sid, script_prompt([
             bash("echo begun > begun.txt"), {"sleep": 1},
             {"write": {"filePath": "end.txt", "content": "end\n"}}, {"text": "short"}]))["job_id"]
         wait_in_workspace(s, sid, jid, lambda n: "begun.txt" in n)
         self.assertEqual(s.scalar("SELECT worker_id FROM jobs WHERE id = '%s'" % jid), "short")
+        other = s.create_session({"b.txt": "b\n"}, ttl=3600)["session_id"]
+        p = s.procs["short"]
         t0 = time.time()
-        code = s.stop("short", signal.SIGTERM, timeout=30)
+        p.send_signal(signal.SIGTERM)
+        # A job that arrives after SIGTERM is not taken: the worker's idle
+        # slot (it has two) must leave it for another worker.
+        late = s.submit(other, script_prompt([{"text": "late"}]))["job_id"]
+        code = p.wait(60)
         took = time.time() - t0
         self.assertEqual(code, 0, s.log_tail("short"))
         job = s.job(jid)
         self.assertEqual(job["status"], "succeeded", (job, s.log_tail("short")))
         self.assertEqual(job["attempt"], 1)
         self.assertEqual(s.download(sid, "end.txt").body, b"end\n")
-        self.assertLess(took, 5 + 3)
+        self.assertLess(took, 30)
         self.assertFalse(log_lines(s, "short", r"job\.released"))
+        self.assertFalse(log_lines(s, "short", r"job\.started job=%s" % late),
+                         "the stopping worker took a new job:\n" + s.log_tail("short"))
+        self.assertEqual(s.sql("SELECT status, attempt FROM jobs WHERE id = '%s'" % late),
+                         [["queued", "0"]])
 
     def test_sigterm_hands_a_long_job_back(self):
         s = self.svc
@@ -515,7 +524,7 @@ class GracefulShutdown(FaultTest):
         code = s.stop("long", signal.SIGTERM, timeout=30)
         took = time.time() - t0
         self.assertEqual(code, 0, s.log_tail("long"))
-        self.assertLess(took, 1 + 4, "the worker took %.1fs to stop" % took)
+        self.assertLess(took, 1 + 5, "the worker took %.1fs to stop" % took)
         self.wait_gone(tree, 3)
         self.assertTrue(log_lines(s, "long", r"job\.released job=%s" % jid), s.log_tail("long"))
 
@@ -526,7 +535,7 @@ class GracefulShutdown(FaultTest):
         self.assertEqual(row, [["queued", "0", "t", "t"]])
 
         s.start_worker("after")
-        job = s.wait_job(jid, timeout=120)
+        job = s.wait_job(jid, timeout=240)
         self.assertEqual(job["status"], "succeeded", job)
         self.assertEqual(job["attempt"], 1)
         self.assertEqual(s.download(sid, "end.txt").body, b"end\n")
@@ -551,7 +560,7 @@ class LedgerUnderFaults(FaultTest):
                 k = rnd * self.SESSIONS + i
                 steps = [bash("echo J%d >> ledger.txt" % k)]
                 if rnd == 0:
-                    steps.append({"sleep": 3})
+                    steps.append({"sleep": 2})
                 steps.append({"text": "J%d" % k})
                 submitted.append((s.submit(sid, script_prompt(steps))["job_id"], i, k))
 
@@ -564,7 +573,7 @@ class LedgerUnderFaults(FaultTest):
                 if ("J%d\n" % k) in led:
                     return jid
             return None
-        killed = wait_for(victim, 90, 0.1, "a job running on worker0")
+        killed = wait_for(victim, 240, 0.1, "a job running on worker0")
         s.stop("worker0", signal.SIGKILL)
         self.assertEqual(s.scalar("SELECT status FROM jobs WHERE id = '%s'" % killed), "running")
         s.start_worker("worker2")
@@ -581,7 +590,7 @@ class LedgerUnderFaults(FaultTest):
                          "('succeeded', 'failed', 'timed_out', 'cancelled')" % in_list)
             return n == str(len(ids))
         try:
-            wait_for(all_terminal, 240, 0.5, "every job to end")
+            wait_for(all_terminal, 420, 0.5, "every job to end")
         except AssertionError:
             sys.stderr.write(s.all_logs())
             raise
