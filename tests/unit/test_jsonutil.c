@@ -93,16 +93,16 @@ static void test_parse(void)
     free(s);
     {
         /* Objects count too: {"a":{"a":...{}...}} */
-        char buf[512] = "";
+        char buf[512];
+        size_t n = 0;
         for (int i = 0; i < JSON_MAX_DEPTH - 1; i++)
-            strcat(buf, "{\"a\":");
-        strcat(buf, "{}");
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"a\":");
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{}");
         for (int i = 0; i < JSON_MAX_DEPTH - 1; i++)
-            strcat(buf, "}");
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "}");
         cJSON_Delete(PARSE_OK(buf));
-        char deeper[600] = "[";
-        strcat(deeper, buf);
-        strcat(deeper, "]");
+        char deeper[600];
+        snprintf(deeper, sizeof(deeper), "[%s]", buf);
         REFUSE(deeper, "deep");
     }
     /* Brackets inside strings do not count, even after an escaped quote. */
