@@ -32,8 +32,10 @@ PGconn *db_connect(const char *url, const char *app_name, char *err, size_t err_
 }
 
 /* An idle connection whose server went away still says CONNECTION_OK
- * until it is used. A readable socket on an idle connection means the
- * server closed it (or sent a notice): let libpq read it and look again. */
+ * until it is used, and its first query would fail. This service never
+ * LISTENs, so an idle connection has nothing to say: a readable socket
+ * means the server sent its goodbye (FATAL 57P01 on shutdown) or closed
+ * it. Such a connection is replaced before use. */
 static int db_alive(PGconn *conn)
 {
     if (PQstatus(conn) != CONNECTION_OK)
@@ -41,9 +43,7 @@ static int db_alive(PGconn *conn)
     struct pollfd p = { .fd = PQsocket(conn), .events = POLLIN };
     if (p.fd < 0)
         return 0;
-    if (poll(&p, 1, 0) > 0 && (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK))
-        return 0;
-    return 1;
+    return poll(&p, 1, 0) == 0;
 }
 
 int db_ensure(PGconn **conn, const char *url, const char *app_name)
