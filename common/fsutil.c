@@ -50,19 +50,30 @@ int fs_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Removes every entry of the open folder dfd, then closes it. */
-static int fs_rm_contents(int dfd, int depth)
+/* Starts reading the folder dfd (taking it over: closedir() closes it).
+ * Refuses trees deeper than FS_MAX_DEPTH. On failure dfd is closed. */
+static int fs_dir_begin(int dfd, int depth, DIR **out)
 {
     if (depth > FS_MAX_DEPTH) {
         close(dfd);
         return -ELOOP;
     }
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
+    *out = fdopendir(dfd);
+    if (*out == NULL) {
         int e = -errno;
         close(dfd);
         return e;
     }
+    return 0;
+}
+
+/* Removes every entry of the open folder dfd, then closes it. */
+static int fs_rm_contents(int dfd, int depth)
+{
+    DIR *d;
+    int orc = fs_dir_begin(dfd, depth, &d);
+    if (orc != 0)
+        return orc;
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -146,16 +157,10 @@ static int fs_copy_fd(int in, int out)
 
 static int fs_copy_dir(int src, int dst, int depth)
 {
-    if (depth > FS_MAX_DEPTH) {
-        close(src);
-        return -ELOOP;
-    }
-    DIR *d = fdopendir(src);
-    if (d == NULL) {
-        int e = -errno;
-        close(src);
-        return e;
-    }
+    DIR *d;
+    int orc = fs_dir_begin(src, depth, &d);
+    if (orc != 0)
+        return orc;
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -368,16 +373,10 @@ int fs_sha256_fd(int fd, char hex[FS_SHA256_HEX_LEN + 1], int64_t *size)
 static int fs_manifest_dir(int dfd, char *rel, size_t rel_len, int depth,
                            fs_manifest_fn fn, void *arg)
 {
-    if (depth > FS_MAX_DEPTH) {
-        close(dfd);
-        return -ELOOP;
-    }
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
-        int e = -errno;
-        close(dfd);
-        return e;
-    }
+    DIR *d;
+    int orc = fs_dir_begin(dfd, depth, &d);
+    if (orc != 0)
+        return orc;
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
