@@ -47,6 +47,9 @@
 #define DEF_MAX_STDOUT_BYTES   (1024L * 1024)
 #define DEF_JANITOR_INTERVAL_S 60
 #define DEF_JOB_RETENTION_S    (7L * 24 * 3600)
+/* A queued job whose message is this old is announced again; a duplicate
+ * costs a worker one look at the job row. */
+#define DEF_JOB_REPUBLISH_S    600
 
 /* Provider keys the agent receives when the worker has them. */
 static const char *const cfg_default_agent_env[] = {
@@ -508,7 +511,9 @@ int cfg_load(struct cfg *c, unsigned roles, char *err, size_t err_len)
         if (cfg_long("JANITOR_INTERVAL_S", DEF_JANITOR_INTERVAL_S, 1, 24L * 3600,
                      &c->janitor_interval_s, err, err_len) ||
             cfg_long("JOB_RETENTION_S", DEF_JOB_RETENTION_S, 60, 10L * 365 * 24 * 3600,
-                     &c->job_retention_s, err, err_len))
+                     &c->job_retention_s, err, err_len) ||
+            cfg_long("JOB_REPUBLISH_S", DEF_JOB_REPUBLISH_S, 5, 7L * 24 * 3600,
+                     &c->job_republish_s, err, err_len))
             goto fail;
     }
     return 0;

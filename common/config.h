@@ -70,6 +70,7 @@ struct cfg {
     /* janitor */
     long   janitor_interval_s;   /* JANITOR_INTERVAL_S */
     long   job_retention_s;      /* JOB_RETENTION_S */
+    long   job_republish_s;      /* JOB_REPUBLISH_S */
 };
 
 /*

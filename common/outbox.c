@@ -34,7 +34,10 @@ int outbox_relay(PGconn *db, struct mq *mq, int max)
             break;
         }
         const char *pd[] = { db_get(res, i, "id") };
-        if (db_exec(db, "outbox.done", "DELETE FROM job_outbox WHERE id = $1", 1, pd) < 0) {
+        if (db_exec(db, "outbox.done",
+                    "WITH d AS (DELETE FROM job_outbox WHERE id = $1 RETURNING job_id) "
+                    "UPDATE jobs SET published_at = now() FROM d WHERE jobs.id = d.job_id",
+                    1, pd) < 0) {
             PQclear(res);
             db_rollback(db);
             return -1;

@@ -170,6 +170,11 @@ int store_job_release(struct pg_conn *db, const struct store_claim *c);
 int store_reap_expired_leases(struct pg_conn *db, long max_attempts, long *requeued,
                               long *failed);
 
+/* Announces again (through the outbox) queued jobs at the head of their
+ * session whose last announcement is older than republish_s and that
+ * have no outbox row: the broker may have lost their message. */
+int store_republish_stale(struct pg_conn *db, long republish_s, long *count);
+
 /* Marks up to limit expired sessions with no queued or running job as
  * expired. *count gets how many. */
 int store_expire_sessions(struct pg_conn *db, long limit, long *count);

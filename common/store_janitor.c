@@ -115,6 +115,25 @@ int store_reap_expired_leases(PGconn *db, long max_attempts, long *requeued, lon
     return result;
 }
 
+int store_republish_stale(PGconn *db, long republish_s, long *count)
+{
+    char age[32];
+    snprintf(age, sizeof(age), "%ld", republish_s);
+    const char *p[] = { age };
+    long n = db_exec(db, "jobs.republish",
+        "INSERT INTO job_outbox (job_id) SELECT j.id FROM jobs j"
+        " WHERE j.status = 'queued'"
+        " AND coalesce(j.published_at, j.created_at) < now() - $1::bigint * interval '1 second'"
+        " AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.job_id = j.id)"
+        " AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.session_id = j.session_id"
+        "                 AND e.seq < j.seq AND e.status IN ('queued', 'running'))"
+        " ORDER BY j.seq LIMIT 100", 1, p);
+    if (n < 0)
+        return store_from_db(n);
+    *count = n;
+    return STORE_OK;
+}
+
 int store_expire_sessions(PGconn *db, long limit, long *count)
 {
     char lim[32];

@@ -3,7 +3,8 @@
  *
  * Every JANITOR_INTERVAL_S seconds one pass (janitor_sweep):
  *   1. takes back jobs whose lease expired (their worker died): re-queued,
- *      or failed after JOB_MAX_ATTEMPTS;
+ *      or failed after JOB_MAX_ATTEMPTS; announces again queued jobs whose
+ *      message is older than JOB_REPUBLISH_S (the broker may have lost it);
  *   2. marks expired sessions with no queued or running job as expired;
  *   3. removes the folders of ended sessions (expired or deleted);
  *   4. deletes sessions (and their jobs) that ended more than

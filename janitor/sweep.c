@@ -47,9 +47,10 @@ int janitor_sweep(const struct cfg *cfg, PGconn **db, struct mq **mq)
     if (rc != STORE_OK)
         return -1;
 
-    long requeued = 0, failed = 0, expired = 0, removed = 0, pruned = 0;
+    long requeued = 0, failed = 0, expired = 0, removed = 0, pruned = 0, republished = 0;
     int published = 0;
     store_reap_expired_leases(*db, cfg->job_max_attempts, &requeued, &failed);
+    store_republish_stale(*db, cfg->job_republish_s, &republished);
     store_expire_sessions(*db, SWEEP_BATCH, &expired);
     removed = sweep_remove_folders(cfg, *db);
     store_prune_history(*db, cfg->job_retention_s, &pruned);
@@ -69,7 +70,7 @@ int janitor_sweep(const struct cfg *cfg, PGconn **db, struct mq **mq)
     }
     store_janitor_unlock(*db);
     log_info("janitor.pass", "requeued=%ld failed=%ld expired=%ld removed=%ld pruned=%ld "
-             "published=%d", requeued, failed, expired, removed, pruned,
-             published < 0 ? 0 : published);
+             "republished=%ld published=%d", requeued, failed, expired, removed, pruned,
+             republished, published < 0 ? 0 : published);
     return 0;
 }

@@ -623,5 +623,31 @@ class LedgerUnderFaults(FaultTest):
             self.assertEqual(s.download(sid, "ledger.txt").body.decode(), want)
 
 
+# ------------------------------------------------------ 8. lost messages
+
+class LostMessage(FaultTest):
+    SERVICE_ARGS = {"workers": 1, "janitor": True, "env": {"JOB_REPUBLISH_S": "5"}}
+
+    def test_queued_job_whose_message_was_lost_is_announced_again(self):
+        # A job the database holds as queued and published long ago, with
+        # no message anywhere (as after a broker whose data was wiped).
+        s = self.svc
+        sid = s.create_session({"a.txt": "x\n"}, ttl=3600)["session_id"]
+        jid = "%032x" % int(time.time() * 1e6)
+        prompt = script_prompt([{"write": {"filePath": "b.txt", "content": "found\n"}},
+                                {"text": "ok"}]).replace("'", "''")
+        s.sql("INSERT INTO jobs (id, session_id, prompt, model, timeout_s, created_at, "
+              "published_at) VALUES ('%s', '%s', '%s', '%s', 300, now() - interval '1 hour', "
+              "now() - interval '1 hour')" % (jid, sid, prompt, harness.MODEL))
+        job = s.wait_job(jid, timeout=240)
+        self.assertEqual(job["status"], "succeeded", job)
+        self.assertEqual(s.download(sid, "b.txt").body, b"found\n")
+        self.assertTrue(any(int(m) >= 1 for m in re.findall(r"republished=(\d+)",
+                                                             s.log_tail("janitor", 100000))))
+        # Announced once more, not on every pass: published_at moved on.
+        self.assertEqual(s.scalar("SELECT published_at > now() - interval '10 minutes' "
+                                  "FROM jobs WHERE id = '%s'" % jid), "t")
+
+
 if __name__ == "__main__":
     harness.main()
