@@ -19,6 +19,25 @@ static inline int store_from_db(long rc)
     return STORE_ERROR;
 }
 
+/* Queues the session ($1)'s next job, its oldest queued one, for
+ * publishing. Run with the session row locked. */
+#define ENQUEUE_NEXT_SQL \
+    "INSERT INTO job_outbox (job_id) SELECT id FROM jobs " \
+    "WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1"
+
+/* Runs one statement inside a transaction. Returns 0, or -1 with the
+ * error class in *rc (the caller then rolls back). */
+static inline int store_step(PGconn *db, const char *event, const char *sql, int n,
+                             const char *const *params, int *rc)
+{
+    long r = db_exec(db, event, sql, n, params);
+    if (r < 0) {
+        *rc = (int)r;
+        return -1;
+    }
+    return 0;
+}
+
 /* SQL fragment: a timestamptz column as microseconds since the epoch. */
 #define STORE_USEC(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 

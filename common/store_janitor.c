@@ -36,12 +36,9 @@ static int store_reap_one(PGconn *db, const char *job_id, const char *session_id
     int rc = db_begin(db);
     if (rc != DB_OK)
         return store_from_db(rc);
-    long n = db_exec(db, "reap.lock", "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
-                     1, ps);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "reap.lock", "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+                   1, ps, &rc))
         goto fail;
-    }
     /* Re-checked under the lock: the worker may have renewed or finished. */
     PGresult *res = db_query(db, "reap.update",
         "UPDATE jobs SET"
@@ -67,13 +64,8 @@ static int store_reap_one(PGconn *db, const char *job_id, const char *session_id
     if (*outcome != 0) {
         /* Requeued: the job itself is the session's head. Failed: the next
          * queued job is. Either way the oldest queued job goes out. */
-        n = db_exec(db, "reap.next",
-            "INSERT INTO job_outbox (job_id) SELECT id FROM jobs "
-            "WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1", 1, ps);
-        if (n < 0) {
-            rc = (int)n;
+        if (store_step(db, "reap.next", ENQUEUE_NEXT_SQL, 1, ps, &rc))
             goto fail;
-        }
     }
     rc = db_commit(db);
     if (rc != DB_OK)

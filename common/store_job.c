@@ -6,12 +6,6 @@
 #include "jsonutil.h"
 #include "store_internal.h"
 
-/* Queues the session's next job (the oldest queued one) for publishing.
- * Called with the session row locked. */
-#define ENQUEUE_NEXT_SQL \
-    "INSERT INTO job_outbox (job_id) SELECT id FROM jobs " \
-    "WHERE session_id = $1 AND status = 'queued' ORDER BY seq LIMIT 1"
-
 /* ---- API side ----------------------------------------------------------- */
 
 int store_job_create(PGconn *db, const char *job_id, const char *session_id,
@@ -52,20 +46,14 @@ int store_job_create(PGconn *db, const char *job_id, const char *session_id,
     *created_usec = db_get_ll(res, 0, "created");
     PQclear(res);
 
-    long n = db_exec(db, "job.create.extend",
-        "UPDATE sessions SET expires_at = greatest(expires_at,"
-        " now() + ttl_seconds * interval '1 second') WHERE id = $1", 1, ps);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "job.create.extend",
+                   "UPDATE sessions SET expires_at = greatest(expires_at,"
+                   " now() + ttl_seconds * interval '1 second') WHERE id = $1", 1, ps, &rc))
         goto fail;
-    }
     if (!busy) {
-        n = db_exec(db, "job.create.outbox",
-                    "INSERT INTO job_outbox (job_id) VALUES ($1)", 1, pj);
-        if (n < 0) {
-            rc = (int)n;
+        if (store_step(db, "job.create.outbox",
+                       "INSERT INTO job_outbox (job_id) VALUES ($1)", 1, pj, &rc))
             goto fail;
-        }
     }
     rc = db_commit(db);
     if (rc != DB_OK)
@@ -266,12 +254,9 @@ int store_job_finish(PGconn *db, const struct store_claim *c, const struct store
     if (rc != DB_OK)
         return store_from_db(rc);
 
-    long n = db_exec(db, "job.finish.lock",
-                     "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", 1, ps);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "job.finish.lock", "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+                   1, ps, &rc))
         goto fail;
-    }
 
     if (o->has_usage)
         snprintf(cost, sizeof(cost), "%.10g", o->cost_usd);
@@ -286,7 +271,7 @@ int store_job_finish(PGconn *db, const struct store_claim *c, const struct store
         store_ll(tcw, sizeof(tcw), o->has_usage, o->tokens_cache_write),
         o->has_usage ? cost : NULL,
     };
-    n = db_exec(db, "job.finish.update",
+    long n = db_exec(db, "job.finish.update",
         "UPDATE jobs SET status = $3, error = $4, exit_code = $5::int, stdout = $6,"
         " result = $7, result_json = $8::jsonb, tokens_input = $9::bigint,"
         " tokens_output = $10::bigint, tokens_reasoning = $11::bigint,"
@@ -304,30 +289,21 @@ int store_job_finish(PGconn *db, const struct store_claim *c, const struct store
     }
 
     const char *pf[] = { c->job_id, o->files_json ? o->files_json : "[]" };
-    n = db_exec(db, "job.finish.files",
-        "INSERT INTO job_files (job_id, path, size_bytes, sha256)"
-        " SELECT $1, e->>'path', (e->>'size_bytes')::bigint, e->>'sha256'"
-        " FROM jsonb_array_elements($2::jsonb) e", 2, pf);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "job.finish.files",
+                   "INSERT INTO job_files (job_id, path, size_bytes, sha256)"
+                   " SELECT $1, e->>'path', (e->>'size_bytes')::bigint, e->>'sha256'"
+                   " FROM jsonb_array_elements($2::jsonb) e", 2, pf, &rc))
         goto fail;
-    }
 
     const char *pss[] = { c->session_id, c->job_id, o->status };
-    n = db_exec(db, "job.finish.session",
-        "UPDATE sessions SET current_job_id = CASE WHEN $3 = 'succeeded' THEN $2"
-        " ELSE current_job_id END,"
-        " expires_at = greatest(expires_at, now() + ttl_seconds * interval '1 second') "
-        "WHERE id = $1", 3, pss);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "job.finish.session",
+                   "UPDATE sessions SET current_job_id = CASE WHEN $3 = 'succeeded' THEN $2"
+                   " ELSE current_job_id END,"
+                   " expires_at = greatest(expires_at, now() + ttl_seconds * interval '1 second') "
+                   "WHERE id = $1", 3, pss, &rc))
         goto fail;
-    }
-    n = db_exec(db, "job.finish.next", ENQUEUE_NEXT_SQL, 1, ps);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "job.finish.next", ENQUEUE_NEXT_SQL, 1, ps, &rc))
         goto fail;
-    }
     rc = db_commit(db);
     if (rc != DB_OK)
         goto fail;

@@ -91,20 +91,15 @@ int store_session_delete(PGconn *db, const char *id, const char *key_id)
         return STORE_CONFLICT;
     }
 
-    long n = db_exec(db, "session.delete.cancel",
-        "UPDATE jobs SET status = 'cancelled', finished_at = now(),"
-        " error = 'cancelled: the session was deleted before the job ran' "
-        "WHERE session_id = $1 AND status = 'queued'", 1, p);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "session.delete.cancel",
+                   "UPDATE jobs SET status = 'cancelled', finished_at = now(),"
+                   " error = 'cancelled: the session was deleted before the job ran' "
+                   "WHERE session_id = $1 AND status = 'queued'", 1, p, &rc))
         goto fail;
-    }
-    n = db_exec(db, "session.delete.mark",
-        "UPDATE sessions SET status = 'deleted', ended_at = now() WHERE id = $1", 1, p);
-    if (n < 0) {
-        rc = (int)n;
+    if (store_step(db, "session.delete.mark",
+                   "UPDATE sessions SET status = 'deleted', ended_at = now() WHERE id = $1",
+                   1, p, &rc))
         goto fail;
-    }
     rc = db_commit(db);
     if (rc != DB_OK)
         goto fail;
