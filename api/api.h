@@ -42,6 +42,14 @@ struct pg_conn *api_db(struct mg_connection *conn, const struct api *api);
 int api_authenticate(struct mg_connection *conn, const struct api *api,
                      char key_id[STORE_KEY_ID_MAX]);
 
+/*
+ * Reads the required query parameter name as an id (32 hex digits) into
+ * id. Returns 0, or the status after answering 422 (absent) or 404 with
+ * not_found (malformed: no such id can exist).
+ */
+int api_id_param(struct mg_connection *conn, const char *name, char id[ID_HEX_LEN + 1],
+                 const char *not_found);
+
 /* Answers the HTTP error for a failed store call (404 with not_found,
  * 409, 503 or 500). Returns the status. */
 int api_store_fail(struct mg_connection *conn, int rc, const char *not_found);

@@ -55,6 +55,19 @@ int api_authenticate(struct mg_connection *conn, const struct api *api,
     return -1;
 }
 
+int api_id_param(struct mg_connection *conn, const char *name, char id[ID_HEX_LEN + 1],
+                 const char *not_found)
+{
+    char buf[128];
+    int r = http_query(conn, name, buf, sizeof(buf));
+    if (r == 0)
+        return http_send_errorf(conn, 422, "%s: required query parameter", name);
+    if (r < 0 || !id_valid(buf))
+        return http_send_error(conn, 404, not_found);
+    memcpy(id, buf, ID_HEX_LEN + 1);
+    return 0;
+}
+
 int api_store_fail(struct mg_connection *conn, int rc, const char *not_found)
 {
     switch (rc) {

@@ -1,5 +1,6 @@
 /* http.c - see http.h. */
 #include "http.h"
+#include "jsonutil.h"
 
 #include <civetweb.h>
 #include <stdarg.h>
@@ -132,6 +133,20 @@ int http_read_body(struct mg_connection *conn, size_t max, char **out, size_t *l
     *out = buf;
     *len = used;
     return 0;
+}
+
+int http_read_json(struct mg_connection *conn, size_t max, cJSON **out)
+{
+    char *body = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int status = http_read_body(conn, max, &body, &len);
+    if (status != 0)
+        return status;
+    const char *why = NULL;
+    *out = json_parse_body(body, len, &why);
+    free(body);
+    return *out != NULL ? 0 : http_send_error(conn, 400, why);
 }
 
 int http_url_encode(const char *s, char *out, size_t out_len)

@@ -40,6 +40,13 @@ int http_query(const struct mg_connection *conn, const char *name, char *buf, si
  */
 int http_read_body(struct mg_connection *conn, size_t max, char **out, size_t *len);
 
+/*
+ * http_read_body() then json_parse_body(): returns 0 with the tree in
+ * *out (caller cJSON_Delete()s it), or the status after answering 413 or
+ * 400 naming the problem.
+ */
+int http_read_json(struct mg_connection *conn, size_t max, cJSON **out);
+
 /* Percent-encodes s (RFC 3986 unreserved characters stay) into out.
  * Returns 0, or -1 when out_len is too small. */
 int http_url_encode(const char *s, char *out, size_t out_len);

@@ -68,11 +68,9 @@ int api_route_download(struct mg_connection *conn, void *cbdata)
     if (api_authenticate(conn, api, key_id) != 0)
         return 401;
 
-    int r = http_query(conn, "session_id", session_id, sizeof(session_id));
-    if (r == 0)
-        return http_send_error(conn, 422, "session_id: required query parameter");
-    if (r < 0 || !id_valid(session_id))
-        return http_send_error(conn, 404, "Session not found");
+    int r = api_id_param(conn, "session_id", session_id, "Session not found");
+    if (r != 0)
+        return r;
     r = http_query(conn, "file_path", path, sizeof(path));
     if (r == 0)
         return http_send_error(conn, 422, "file_path: required query parameter");

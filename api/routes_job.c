@@ -10,23 +10,6 @@
 #include "log.h"
 #include "path.h"
 
-/* Longest provider/model accepted; real ones are far shorter. */
-#define JOB_MAX_MODEL 200
-
-/* provider/model: two non-empty parts of printable ASCII without spaces;
- * the model part may itself contain slashes (openrouter/vendor/model). */
-static int job_model_valid(const char *m)
-{
-    size_t n = strlen(m);
-    const char *slash = strchr(m, '/');
-    if (n == 0 || n > JOB_MAX_MODEL || slash == NULL || slash == m || slash[1] == '\0')
-        return 0;
-    for (const char *p = m; *p; p++)
-        if (!isgraph((unsigned char)*p))
-            return 0;
-    return 1;
-}
-
 static int job_prompt_blank(const char *p)
 {
     for (; *p; p++)
@@ -38,24 +21,17 @@ static int job_prompt_blank(const char *p)
 static int job_create(struct mg_connection *conn, struct api *api, const char *key_id)
 {
     const struct cfg *cfg = api->cfg;
-    char session_id[128];
-    int r = http_query(conn, "session_id", session_id, sizeof(session_id));
-    if (r == 0)
-        return http_send_error(conn, 422, "session_id: required query parameter");
-    if (r < 0 || !id_valid(session_id))
-        return http_send_error(conn, 404, "Session not found");
-
-    char *body = NULL;
-    size_t len = 0;
-    /* A job body is a prompt and two small fields. */
-    int status = http_read_body(conn, (size_t)cfg->max_prompt_bytes * 6 + 4096, &body, &len);
+    char session_id[ID_HEX_LEN + 1];
+    int status = api_id_param(conn, "session_id", session_id, "Session not found");
     if (status != 0)
         return status;
-    const char *why = NULL;
-    cJSON *req = json_parse_body(body, len, &why);
-    free(body);
-    if (req == NULL)
-        return http_send_error(conn, 400, why);
+
+    /* A job body is a prompt (JSON-escaped, up to 6 bytes a byte) and two
+     * small fields. */
+    cJSON *req = NULL;
+    status = http_read_json(conn, (size_t)cfg->max_prompt_bytes * 6 + 4096, &req);
+    if (status != 0)
+        return status;
 
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req, "prompt");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
@@ -74,7 +50,7 @@ static int job_create(struct mg_connection *conn, struct api *api, const char *k
     } else if (!path_utf8_valid(prompt->valuestring, strlen(prompt->valuestring))) {
         status = http_send_error(conn, 422, "prompt: must be valid UTF-8");
     } else if (model != NULL && !cJSON_IsNull(model) &&
-               (!cJSON_IsString(model) || !job_model_valid(model->valuestring))) {
+               (!cJSON_IsString(model) || !cfg_model_valid(model->valuestring))) {
         status = http_send_error(conn, 422, "model: must look like provider/model");
     } else if (json_get_int(req, "timeout_s", 1, cfg->max_job_timeout_s, &timeout_s) != 0) {
         status = http_send_errorf(conn, 422, "timeout_s: must be an integer from 1 to %ld",
@@ -130,16 +106,14 @@ int api_route_job(struct mg_connection *conn, void *cbdata)
 int api_route_job_status(struct mg_connection *conn, void *cbdata)
 {
     struct api *api = cbdata;
-    char key_id[STORE_KEY_ID_MAX], job_id[128];
+    char key_id[STORE_KEY_ID_MAX], job_id[ID_HEX_LEN + 1];
     if (!http_method_is(conn, "GET"))
         return http_method_not_allowed(conn, "GET");
     if (api_authenticate(conn, api, key_id) != 0)
         return 401;
-    int r = http_query(conn, "job_id", job_id, sizeof(job_id));
-    if (r == 0)
-        return http_send_error(conn, 422, "job_id: required query parameter");
-    if (r < 0 || !id_valid(job_id))
-        return http_send_error(conn, 404, "Job not found");
+    int status = api_id_param(conn, "job_id", job_id, "Job not found");
+    if (status != 0)
+        return status;
     struct pg_conn *db = api_db(conn, api);
     if (db == NULL)
         return 503;

@@ -81,17 +81,10 @@ static int session_write_files(const struct cfg *cfg, const char *id,
 static int session_create(struct mg_connection *conn, struct api *api, const char *key_id)
 {
     const struct cfg *cfg = api->cfg;
-    char *body = NULL;
-    size_t len = 0;
-    int status = http_read_body(conn, (size_t)cfg->max_body_bytes, &body, &len);
+    cJSON *req = NULL;
+    int status = http_read_json(conn, (size_t)cfg->max_body_bytes, &req);
     if (status != 0)
         return status;
-
-    const char *why = NULL;
-    cJSON *req = json_parse_body(body, len, &why);
-    free(body);
-    if (req == NULL)
-        return http_send_error(conn, 400, why);
 
     struct session_req ns;
     cJSON *manifest = NULL;
@@ -151,23 +144,10 @@ out:
     return status;
 }
 
-/* Reads ?session_id=; answers 422/404 and returns the status on failure. */
-static int session_id_param(struct mg_connection *conn, char id[ID_HEX_LEN + 1])
-{
-    char buf[128];
-    int r = http_query(conn, "session_id", buf, sizeof(buf));
-    if (r == 0)
-        return http_send_error(conn, 422, "session_id: required query parameter");
-    if (r < 0 || !id_valid(buf))
-        return http_send_error(conn, 404, "Session not found");
-    memcpy(id, buf, ID_HEX_LEN + 1);
-    return 0;
-}
-
 static int session_delete(struct mg_connection *conn, struct api *api, const char *key_id)
 {
     char id[ID_HEX_LEN + 1], dir[4096];
-    int status = session_id_param(conn, id);
+    int status = api_id_param(conn, "session_id", id, "Session not found");
     if (status != 0)
         return status;
     struct pg_conn *db = api_db(conn, api);
@@ -209,7 +189,7 @@ int api_route_session_results(struct mg_connection *conn, void *cbdata)
         return http_method_not_allowed(conn, "GET");
     if (api_authenticate(conn, api, key_id) != 0)
         return 401;
-    int status = session_id_param(conn, id);
+    int status = api_id_param(conn, "session_id", id, "Session not found");
     if (status != 0)
         return status;
     struct pg_conn *db = api_db(conn, api);

@@ -322,8 +322,7 @@ void cfg_free(struct cfg *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* provider/model: both parts non-empty, printable, no spaces. */
-static int cfg_valid_model(const char *m)
+int cfg_model_valid(const char *m)
 {
     const char *slash = strchr(m, '/');
     if (slash == NULL || slash == m || slash[1] == '\0' || strlen(m) > 200)
@@ -353,7 +352,7 @@ static int cfg_load_limits(struct cfg *c, char *err, size_t err_len)
                  &c->default_job_timeout_s, err, err_len) ||
         cfg_str("DEFAULT_MODEL", DEF_MODEL, &c->default_model, err, err_len))
         return -1;
-    if (!cfg_valid_model(c->default_model))
+    if (!cfg_model_valid(c->default_model))
         return cfg_fail(err, err_len, "DEFAULT_MODEL must look like provider/model (got \"%s\")",
                         c->default_model);
     return 0;

@@ -97,6 +97,11 @@ int cfg_parse_long(const char *s, long min, long max, long *out);
  */
 int cfg_env_name_reserved(const char *name);
 
+/* 1 when m looks like provider/model: both parts non-empty, printable
+ * ASCII without spaces, at most 200 bytes; the model part may hold more
+ * slashes (openrouter/vendor/model). Used for DEFAULT_MODEL and jobs. */
+int cfg_model_valid(const char *m);
+
 /* 1 when name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, <= 128. */
 int cfg_env_name_valid(const char *name);
 
