@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""The api's caches (api/cache.h): rendered status documents of ended jobs
+with ETag / If-None-Match, and recently seen API keys.
+
+No worker runs: a job is made "ended" in SQL, as the worker would leave it.
+What is checked: a cached document is the same body with the same ETag;
+If-None-Match answers 304 without a body; another key still gets 404; a
+deleted session's or pruned job's document is what store_job_get answers
+(today: 200, the job's history stays readable, test_api.test_delete_session);
+a job deleted from the database answers 404 even after caching (also as
+seen by a second api process on the same database); a queued job is never
+served stale; a revoked key stops working within KEY_CACHE_TTL_MS (2 s,
+promised 5 s).
+"""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+API_BIN = os.path.join(harness.BUILD, "opencode-api")
+ETAG_RE = re.compile(r'^"[0-9a-f]{16}"$')
+
+
+class CacheTest(harness.ServiceTest):
+    SERVICE_ARGS = {"workers": 0}
+
+    def new_key(self, name):
+        r = self.svc.run_program([API_BIN, "keys", "create", name])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kid = re.search(r"^id:\s+(key_[0-9a-f]{16})$", r.stdout, re.M).group(1)
+        key = re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
+        return kid, key
+
+    def ended_job(self, key="default", status="succeeded"):
+        s = self.svc
+        sid = s.create_session({"a.txt": "x"}, key=key)["session_id"]
+        jid = s.submit(sid, "p", key=key)["job_id"]
+        self.end_job(jid, status)
+        return sid, jid
+
+    def end_job(self, jid, status="succeeded"):
+        self.svc.sql("UPDATE jobs SET status = '%s', started_at = now(), finished_at = now(),"
+                     " exit_code = 0, result = 'done %s' WHERE id = '%s'" % (status, jid, jid))
+
+    def status(self, jid, key="default", headers=None):
+        return self.svc.request("GET", "/job/status?job_id=" + jid, key=key, headers=headers)
+
+    def test_same_body_and_etag(self):
+        _, jid = self.ended_job()
+        a, b = self.status(jid), self.status(jid)
+        self.assertEqual(a.status, 200, a)
+        self.assertEqual(b.status, 200, b)
+        self.assertEqual(a.body, b.body)
+        self.assertEqual(a.json()["status"], "succeeded")
+        self.assertRegex(a.headers.get("ETag", ""), ETAG_RE)
+        self.assertEqual(a.headers["ETag"], b.headers.get("ETag"))
+
+    def test_if_none_match(self):
+        _, jid = self.ended_job()
+        etag = self.status(jid).headers["ETag"]
+        for inm in (etag, '"0000000000000000", ' + etag, "W/" + etag, "*"):
+            with self.subTest(inm=inm):
+                r = self.status(jid, headers={"If-None-Match": inm})
+                self.assertEqual(r.status, 304, r)
+                self.assertEqual(r.body, b"")
+                self.assertEqual(r.headers.get("ETag"), etag)
+        r = self.status(jid, headers={"If-None-Match": '"0000000000000000"'})
+        self.assertEqual(r.status, 200, r)
+        # 304 needs the caller to see the job: another key gets 404.
+        _, other = self.new_key("cache-inm")
+        r = self.status(jid, key=other, headers={"If-None-Match": etag})
+        self.assertError(r, 404, "job not found")
+
+    def test_other_key_404_after_caching(self):
+        _, jid = self.ended_job()
+        self.assertEqual(self.status(jid).status, 200)
+        _, other = self.new_key("cache-other")
+        for _ in range(2):
+            self.assertError(self.status(jid, key=other), 404, "job not found")
+        self.assertEqual(self.status(jid).status, 200)
+
+    def test_deleted_session_keeps_history(self):
+        s = self.svc
+        sid, jid = self.ended_job()
+        first = self.status(jid)
+        r = s.request("DELETE", "/session?session_id=" + sid)
+        self.assertEqual(r.status, 204, r)
+        # Today's rule (test_api.test_delete_session): a deleted session's
+        # jobs stay readable; the cached document is that same document.
+        again = self.status(jid)
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.body, first.body)
+        s.sql("UPDATE sessions SET status = 'expired', expires_at = now() WHERE id = '%s'" % sid)
+        self.assertEqual(self.status(jid).body, first.body)
+        s.sql("UPDATE jobs SET outputs_pruned_at = now() WHERE id = '%s'" % jid)
+        self.assertEqual(self.status(jid).body, first.body)
+
+    def test_deleted_job_404_after_caching(self):
+        s = self.svc
+        sid, jid = self.ended_job()
+        self.assertEqual(self.status(jid).status, 200)
+        self.assertEqual(self.status(jid).status, 200)
+        # What the janitor's history purge does: the rows go.
+        s.sql("DELETE FROM sessions WHERE id = '%s'" % sid)
+        self.assertError(self.status(jid), 404, "job not found")
+
+    def test_queued_never_stale(self):
+        s = self.svc
+        sid = s.create_session({"a.txt": "x"})["session_id"]
+        jid = s.submit(sid, "p")["job_id"]
+        q = self.status(jid)
+        self.assertEqual(q.json()["status"], "queued")
+        self.assertEqual(self.status(jid).json()["status"], "queued")
+        self.end_job(jid, "failed")
+        r = self.status(jid)
+        self.assertEqual(r.json()["status"], "failed")
+        self.assertNotEqual(r.headers["ETag"], q.headers["ETag"])
+        # The old ETag is not "not modified" any more.
+        self.assertEqual(self.status(jid, headers={"If-None-Match": q.headers["ETag"]}).status, 200)
+
+    def test_changed_ended_job_rereads(self):
+        # Not a transition the service makes; the version check still sees it.
+        _, jid = self.ended_job()
+        first = self.status(jid)
+        self.svc.sql("UPDATE jobs SET status = 'failed', finished_at = now() + interval '1 s'"
+                     " WHERE id = '%s'" % jid)
+        r = self.status(jid)
+        self.assertEqual(r.json()["status"], "failed")
+        self.assertNotEqual(r.headers["ETag"], first.headers["ETag"])
+
+    def test_second_api_process(self):
+        # Two api processes on one database: what one deletes, the other's
+        # cache does not serve.
+        s = self.svc
+        sid, jid = self.ended_job()
+        port2 = harness.free_port()
+        env = s.env(API_LISTEN="127.0.0.1:%d" % port2)
+        s._spawn("api2", [API_BIN], env)
+        port1 = s.port
+        try:
+            s.port = port2
+            harness.wait_for(lambda: s._health(s.procs["api2"]), 30, what="second api")
+            for p in (port1, port2):
+                s.port = p
+                self.assertEqual(self.status(jid).status, 200)
+                self.assertEqual(self.status(jid).status, 200)
+            s.sql("DELETE FROM sessions WHERE id = '%s'" % sid)
+            for p in (port1, port2):
+                s.port = p
+                self.assertError(self.status(jid), 404, "job not found")
+        finally:
+            s.port = port1
+            s.stop("api2")
+
+    def test_revoked_key_stops_within_5s(self):
+        s = self.svc
+        kid, key = self.new_key("cache-revoke")
+        _, jid = self.ended_job(key=key)
+        for _ in range(3):
+            self.assertEqual(self.status(jid, key=key).status, 200)
+        r = s.run_program([API_BIN, "keys", "revoke", kid])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        revoked = time.monotonic()
+        while True:
+            r = self.status(jid, key=key)
+            took = time.monotonic() - revoked
+            if r.status == 401:
+                break
+            self.assertEqual(r.status, 200, r)
+            self.assertLess(took, 10, "revoked key still accepted")
+            time.sleep(0.1)
+        self.assertLessEqual(took, 5.5, "revoked key accepted for %.2f s" % took)
+        r = s.request("POST", "/session", {"files": [{"path": "a", "content": "b"}]}, key=key)
+        self.assertError(r, 401)
+
+
+if __name__ == "__main__":
+    harness.main()
