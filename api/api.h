@@ -1,62 +1,130 @@
 /*
- * api.h - state shared by the HTTP handlers of opencode-api.
+ * api.h - opencode-api: one route table, one dispatcher, handlers that hold
+ * only what is specific to their endpoint.
+ *
+ * A request's path through the code: CivetWeb calls api_dispatch()
+ * (dispatch.c) for every request on one of its server threads; the
+ * dispatcher refuses ambiguous framing and duplicate query parameters
+ * (400), sets the CORS headers every response carries and answers a CORS
+ * preflight (OPTIONS, 204, no key needed), finds the route (404), checks
+ * the method (405), checks the key when the route needs one (401),
+ * calls the route's handler with a
+ * struct api_req, and returns the database connection the handler
+ * borrowed, if any, to the pool. Handlers read parameters and bodies with
+ * the api_* helpers below, call store_*() (common/store.h), build the
+ * response body with render_*() (render.h) and send it with api_send();
+ * every error goes out through api_fail() or api_store_fail(), which own
+ * the mapping to HTTP statuses and error codes.
+ *
+ * Threading: struct api is shared by every server thread and read-only
+ * after start-up (the pool, the caches and the relay's wake-up have their
+ * own locks; broker_up is atomic).
+ * A struct api_req lives on one server thread for one request.
  */
 #ifndef OC_API_H
 #define OC_API_H
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "apikey.h"
 #include "config.h"
+#include "errcode.h"
 #include "store.h"
 
 struct mg_connection;
-struct pg_conn;
+struct db;
+struct db_pool;
+struct api_cache;
 
 struct api {
     const struct cfg *cfg;
     unsigned char bootstrap_hash[APIKEY_HASH_LEN];  /* SHA-256(API_KEY) */
+    struct db_pool *pool;                           /* API_DB_POOL connections */
 
     /* The outbox relay thread sleeps on this until a job is queued. */
     pthread_mutex_t relay_mu;
     pthread_cond_t  relay_cv;
     int             relay_wake;
     int             relay_stop;
+
+    /* 1 while the relay's broker connection is up (set by relay.c: after
+     * connecting, and back to 0 when connecting or publishing fails);
+     * GET /ready reads it. An idle relay notices a broker that went away
+     * at its next publish. */
+    atomic_int      broker_up;
+
+    /* Ended jobs' status documents and recently seen keys (cache.h; NULL:
+     * no caching). Thread-safe on its own. */
+    struct api_cache *cache;
 };
 
-/* Per CivetWeb worker thread: its own database connection. */
-struct api_thread {
-    struct pg_conn *db;
+/* One request, as the dispatcher hands it to a handler. */
+struct api_req {
+    struct mg_connection *conn;
+    struct api           *api;
+    const struct cfg     *cfg;
+    char                  key_id[STORE_KEY_ID_MAX];  /* the caller's key */
+    struct db            *db;                        /* borrowed by api_db() */
 };
 
-/* The caller's database connection, (re)connected; NULL after answering
- * 503 when the database is unreachable. */
-struct pg_conn *api_db(struct mg_connection *conn, const struct api *api);
+/* A handler answers the request and returns the HTTP status it sent. */
+typedef int (*api_handler)(struct api_req *r);
+
+/* CivetWeb's request handler for every path (cbdata is struct api *). */
+int api_dispatch(struct mg_connection *conn, void *cbdata);
+
+/* ---- Helpers for handlers (dispatch.c) ---------------------------------- */
+
+/* The request's database connection, borrowed from the pool on first use
+ * and returned by the dispatcher; NULL after answering 503. */
+struct db *api_db(struct api_req *r);
+
+/* Returns the request's connection to the pool early, before a long
+ * stream to the client. */
+void api_db_release(struct api_req *r);
+
+/* Sends status with body (freed here) as JSON. Returns status. */
+int api_send(struct api_req *r, int status, cJSON *body);
 
 /*
- * Checks X-API-Key. Returns 0 with the key's id in key_id ("bootstrap"
- * for API_KEY), or -1 after answering 401 (or 503 when the key table is
- * unreachable).
+ * Sends a 200 JSON body with its strong ETag, or 304 Not Modified (no
+ * body) when the request's If-None-Match names that ETag or is "*".
+ * Returns the status sent.
  */
-int api_authenticate(struct mg_connection *conn, const struct api *api,
-                     char key_id[STORE_KEY_ID_MAX]);
+int api_send_etag(struct api_req *r, const char *body, size_t len, const char *etag);
+
+/* Sends the error e ({"detail": ..., "code": ...}) with its status.
+ * Returns the status. */
+int api_fail(struct api_req *r, enum errcode e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers a failed store call: STORE_NOT_FOUND as 404 with not_found as
+ * the detail, the others as 409 / 503 / 500. Returns the status. */
+int api_store_fail(struct api_req *r, int store_rc, const char *not_found);
 
 /*
  * Reads the required query parameter name as an id (32 hex digits) into
  * id. Returns 0, or the status after answering 422 (absent) or 404 with
  * not_found (malformed: no such id can exist).
  */
-int api_id_param(struct mg_connection *conn, const char *name, char id[ID_HEX_LEN + 1],
+int api_id_param(struct api_req *r, const char *name, char id[ID_HEX_LEN + 1],
                  const char *not_found);
 
-/* Answers the HTTP error for a failed store call (404 with not_found,
- * 409, 503 or 500). Returns the status. */
-int api_store_fail(struct mg_connection *conn, int rc, const char *not_found);
+/* Reads and parses a JSON body of at most max bytes into *out (caller
+ * cJSON_Delete()s). Returns 0, or the status after answering 400/413/503. */
+int api_read_json(struct api_req *r, size_t max, cJSON **out);
 
-/* Adds download_url to each {path, ...} of files (job_id NULL: the
- * session's current files). Returns 0 or -1. */
-int api_add_download_urls(cJSON *files, const char *session_id, const char *job_id);
+/*
+ * Checks the caller's quotas before creating a session of new_bytes input
+ * bytes, or a job. Returns 0, or the status after answering 429
+ * quota_exceeded (with Retry-After and the quota's name) or 503.
+ */
+int api_quota_session(struct api_req *r, int64_t new_bytes);
+int api_quota_job(struct api_req *r);
 
 /* Wakes the outbox relay (a job was queued). */
 void api_relay_wake(struct api *api);
@@ -64,16 +132,24 @@ void api_relay_wake(struct api *api);
 /* Relay thread body: publishes job_outbox rows until relay_stop. */
 void *api_relay_main(void *arg);
 
-/* Route handlers (CivetWeb mg_request_handler; cbdata is struct api *). */
-int api_route_health(struct mg_connection *conn, void *cbdata);
-int api_route_session(struct mg_connection *conn, void *cbdata);
-int api_route_session_results(struct mg_connection *conn, void *cbdata);
-int api_route_job(struct mg_connection *conn, void *cbdata);
-int api_route_job_status(struct mg_connection *conn, void *cbdata);
-int api_route_download(struct mg_connection *conn, void *cbdata);
-int api_route_not_found(struct mg_connection *conn, void *cbdata);
+/* ---- Handlers (routes_*.c), one per route row --------------------------- */
+
+int api_health(struct api_req *r);
+int api_ready(struct api_req *r);
+int api_openapi(struct api_req *r);
+int api_docs(struct api_req *r);
+int api_session_create(struct api_req *r);
+int api_session_delete(struct api_req *r);
+int api_session_results(struct api_req *r);
+int api_job_create(struct api_req *r);
+int api_job_status(struct api_req *r);
+int api_download(struct api_req *r);
 
 /* Admin commands (admin.c): "migrate" and "keys ...". Return an exit code. */
 int api_admin_main(int argc, char **argv);
+
+/* Gives the bootstrap key its api_keys row when missing (admin.c; run at
+ * start and by "keys set bootstrap ..."). Returns 0 or -1. */
+int api_bootstrap_row(struct db *db);
 
 #endif

@@ -1,65 +1,60 @@
 /* http.c - see http.h. */
 #include "http.h"
-#include "jsonutil.h"
 
 #include <civetweb.h>
-#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-static const char *http_reason(int status)
-{
-    const char *r = mg_get_response_code_text(NULL, status);
-    return r ? r : "";
-}
+#include "timefmt.h"
+#include "xalloc.h"
 
-int http_send_json(struct mg_connection *conn, int status, cJSON *body)
+/* Largest single mg_read(). */
+#define HTTP_READ_CHUNK (1 << 20)
+/* First buffer for a chunked body; it doubles up to the limit. */
+#define HTTP_CHUNKED_FIRST (64 * 1024)
+
+int http_send(struct mg_connection *conn, int status, const char *content_type,
+              const char *extra_headers, const char *body, size_t len)
 {
-    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
-    cJSON_Delete(body);
-    if (text == NULL) {
-        static const char oom[] = "{\"detail\":\"out of memory\"}";
-        mg_printf(conn,
-                  "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                  "Content-Length: %zu\r\n\r\n%s", sizeof(oom) - 1, oom);
-        return 500;
-    }
-    size_t n = strlen(text);
+    const char *reason = mg_get_response_code_text(NULL, status);
     mg_printf(conn,
-              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-              "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
-              status, http_reason(status), n);
-    mg_write(conn, text, n);
-    free(text);
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+              "%s%sContent-Length: %zu\r\n\r\n",
+              status, reason ? reason : "", content_type,
+              extra_headers ? extra_headers : "", http_common_headers(conn), len);
+    if (len > 0)
+        mg_write(conn, body, len);
     return status;
-}
-
-int http_send_error(struct mg_connection *conn, int status, const char *detail)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (o != NULL && cJSON_AddStringToObject(o, "detail", detail) == NULL) {
-        cJSON_Delete(o);
-        o = NULL;
-    }
-    return http_send_json(conn, status, o);
-}
-
-int http_send_errorf(struct mg_connection *conn, int status, const char *fmt, ...)
-{
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    return http_send_error(conn, status, detail);
 }
 
 int http_send_empty(struct mg_connection *conn, int status)
 {
-    mg_printf(conn, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\n\r\n", status,
-              http_reason(status));
+    return http_send_empty_with(conn, status, NULL);
+}
+
+int http_send_empty_with(struct mg_connection *conn, int status, const char *extra_headers)
+{
+    const char *reason = mg_get_response_code_text(NULL, status);
+    mg_printf(conn, "HTTP/1.1 %d %s\r\n%s%sContent-Length: 0\r\n\r\n", status,
+              reason ? reason : "", extra_headers ? extra_headers : "",
+              http_common_headers(conn));
     return status;
+}
+
+/* Kept in CivetWeb's per-connection user pointer: one request at a time
+ * runs on a connection, and the dispatcher clears it after each. */
+void http_set_common_headers(struct mg_connection *conn, const char *lines)
+{
+    mg_set_user_connection_data(conn, (void *)(uintptr_t)lines);
+}
+
+const char *http_common_headers(const struct mg_connection *conn)
+{
+    const char *lines = mg_get_user_connection_data(conn);
+    return lines != NULL ? lines : "";
 }
 
 int http_query(const struct mg_connection *conn, const char *name, char *buf, size_t len)
@@ -78,75 +73,140 @@ int http_query(const struct mg_connection *conn, const char *name, char *buf, si
     return 1;
 }
 
-int http_read_body(struct mg_connection *conn, size_t max, char **out, size_t *len)
+static int http_name_cmp(const void *a, const void *b)
+{
+    return strcasecmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Copies a parameter name for a message: cut to fit, and only characters
+ * that cannot break anything shown as they are. */
+static void http_name_copy(char *out, size_t out_len, const char *name)
+{
+    size_t i = 0;
+    for (; name[i] != '\0' && i + 1 < out_len; i++) {
+        char c = name[i];
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+        out[i] = plain ? c : '?';
+    }
+    out[i] = '\0';
+}
+
+int http_query_duplicate(const struct mg_connection *conn, char *name, size_t name_len)
+{
+    const char *q = mg_get_request_info(conn)->query_string;
+    if (q == NULL || *q == '\0')
+        return 0;
+    /* The query string is part of the request head, so it is bounded by
+     * CivetWeb's max_request_size (16 KiB): these are small allocations. */
+    size_t len = strlen(q), nparts = 1;
+    for (const char *p = q; *p; p++)
+        nparts += *p == '&';
+    char *buf = xmalloc(len + nparts + 1);
+    char **names = xcalloc(nparts, sizeof(*names));
+    size_t n = 0, used = 0;
+    for (const char *part = q; part != NULL && *part != '\0';) {
+        const char *amp = strchr(part, '&');
+        size_t plen = amp ? (size_t)(amp - part) : strlen(part);
+        const char *eq = memchr(part, '=', plen);
+        size_t nlen = eq ? (size_t)(eq - part) : plen;
+        int d = mg_url_decode(part, (int)nlen, buf + used, (int)(len + nparts + 1 - used), 1);
+        if (plen > 0 && d >= 0) {
+            names[n++] = buf + used;
+            used += (size_t)d + 1;
+        }
+        part = amp ? amp + 1 : NULL;
+    }
+    qsort(names, n, sizeof(*names), http_name_cmp);
+    int dup = 0;
+    for (size_t i = 1; i < n && !dup; i++) {
+        if (strcasecmp(names[i - 1], names[i]) == 0) {
+            dup = 1;
+            http_name_copy(name, name_len, names[i]);
+        }
+    }
+    free(names);
+    free(buf);
+    return dup;
+}
+
+int http_framing_ambiguous(const struct mg_connection *conn)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    long long declared = ri->content_length;
+    int cl = 0, te = 0;
+    for (int i = 0; i < ri->num_headers; i++) {
+        cl += strcasecmp(ri->http_headers[i].name, "Content-Length") == 0;
+        te += strcasecmp(ri->http_headers[i].name, "Transfer-Encoding") == 0;
+    }
+    return (cl > 0 && te > 0) || cl > 1 || te > 1;
+}
+
+void http_close_after(struct mg_connection *conn)
+{
+    mg_disable_connection_keep_alive(conn);
+}
+
+/* Grows *buf to hold at least need bytes plus a NUL, up to limit. */
+static int http_grow(char **buf, size_t *cap, size_t limit)
+{
+    size_t ncap = *cap * 2 > limit ? limit : *cap * 2;
+    char *nb = realloc(*buf, ncap + 1);
+    if (nb == NULL)
+        return -1;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+enum http_body_rc http_read_body(struct mg_connection *conn, size_t max, long timeout_ms,
+                                 char **out, size_t *len)
+{
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    long long declared = mg_get_request_info(conn)->content_length;
     *out = NULL;
     *len = 0;
     if (declared > (long long)max)
-        return http_send_errorf(conn, 413, "request body is larger than the limit of %zu bytes",
-                                max);
-
+        return HTTP_BODY_TOO_LARGE;
     /* Known length: one allocation. Chunked (-1): grow up to max + 1
      * bytes; reaching max + 1 proves the body is too large. */
     size_t limit = declared >= 0 ? (size_t)declared : max + 1;
-    size_t cap = declared >= 0 ? (size_t)declared : (limit < 64 * 1024 ? limit : 64 * 1024);
+    size_t cap = declared >= 0 ? limit : (limit < HTTP_CHUNKED_FIRST ? limit : HTTP_CHUNKED_FIRST);
     char *buf = malloc(cap + 1);
     if (buf == NULL)
-        return http_send_error(conn, 500, "out of memory");
+        return HTTP_BODY_NO_MEMORY;
     size_t used = 0;
-    for (;;) {
-        if (declared >= 0 && used == (size_t)declared)
-            break;
+    enum http_body_rc rc = HTTP_BODY_OK;
+    while (declared < 0 || used < (size_t)declared) {
         if (used > max) {
-            free(buf);
-            return http_send_errorf(conn, 413, "request body is larger than the limit of %zu bytes",
-                                    max);
-        }
-        if (used == cap) {
-            size_t ncap = cap * 2 > limit ? limit : cap * 2;
-            char *nb = realloc(buf, ncap + 1);
-            if (nb == NULL) {
-                free(buf);
-                return http_send_error(conn, 500, "out of memory");
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        int want = (cap - used) > (1 << 20) ? (1 << 20) : (int)(cap - used);
-        int n = mg_read(conn, buf + used, (size_t)want);
-        if (n < 0) {
-            free(buf);
-            return http_send_error(conn, 400, "could not read the request body");
-        }
-        if (n == 0) {
-            if (declared >= 0) {
-                free(buf);
-                return http_send_error(conn, 400, "request body is shorter than Content-Length");
-            }
+            rc = HTTP_BODY_TOO_LARGE;
             break;
         }
+        if (time_mono_ms() > deadline) {
+            rc = HTTP_BODY_TIMEOUT;
+            break;
+        }
+        if (used == cap && http_grow(&buf, &cap, limit) != 0) {
+            rc = HTTP_BODY_NO_MEMORY;
+            break;
+        }
+        size_t want = cap - used > HTTP_READ_CHUNK ? HTTP_READ_CHUNK : cap - used;
+        int n = mg_read(conn, buf + used, want);
+        if (n < 0)
+            rc = HTTP_BODY_READ_FAILED;
+        else if (n == 0 && declared >= 0)
+            rc = HTTP_BODY_SHORT;
+        if (n <= 0)
+            break;
         used += (size_t)n;
+    }
+    if (rc != HTTP_BODY_OK) {
+        free(buf);
+        return rc;
     }
     buf[used] = '\0';
     *out = buf;
     *len = used;
-    return 0;
-}
-
-int http_read_json(struct mg_connection *conn, size_t max, cJSON **out)
-{
-    char *body = NULL;
-    size_t len = 0;
-    *out = NULL;
-    int status = http_read_body(conn, max, &body, &len);
-    if (status != 0)
-        return status;
-    const char *why = NULL;
-    *out = json_parse_body(body, len, &why);
-    free(body);
-    return *out != NULL ? 0 : http_send_error(conn, 400, why);
+    return HTTP_BODY_OK;
 }
 
 int http_url_encode(const char *s, char *out, size_t out_len)
@@ -173,24 +233,12 @@ int http_url_encode(const char *s, char *out, size_t out_len)
     return 0;
 }
 
-int http_method_is(const struct mg_connection *conn, const char *m)
+const char *http_method(const struct mg_connection *conn)
 {
-    return strcmp(mg_get_request_info(conn)->request_method, m) == 0;
+    return mg_get_request_info(conn)->request_method;
 }
 
-int http_method_not_allowed(struct mg_connection *conn, const char *allow)
+const char *http_path(const struct mg_connection *conn)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "detail", "Method Not Allowed");
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    size_t n = text ? strlen(text) : 0;
-    mg_printf(conn,
-              "HTTP/1.1 405 Method Not Allowed\r\nAllow: %s\r\n"
-              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-              allow, n);
-    if (text)
-        mg_write(conn, text, n);
-    free(text);
-    return 405;
+    return mg_get_request_info(conn)->local_uri;
 }

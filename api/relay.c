@@ -5,15 +5,14 @@
  * answers at once; publishing happens here. While RabbitMQ is down the
  * rows wait in job_outbox and this thread retries with backoff, so a job
  * submitted during a broker outage is published once the broker is back.
+ * The relay has its own database connection, outside the request pool.
  */
-#include <errno.h>
-#include <time.h>
-
 #include "api.h"
 #include "db.h"
 #include "log.h"
 #include "mq.h"
 #include "outbox.h"
+#include "prog.h"
 
 /* Rows per relay transaction. */
 #define RELAY_BATCH 100
@@ -21,7 +20,6 @@
  * by workers and janitors (next job of a session, re-queued jobs) are
  * published by whichever relay gets there first. */
 #define RELAY_POLL_MS 1000
-#define RELAY_BACKOFF_MAX_MS 30000
 
 void api_relay_wake(struct api *api)
 {
@@ -34,17 +32,9 @@ void api_relay_wake(struct api *api)
 /* Sleeps up to ms or until woken; returns 1 when asked to stop. */
 static int relay_wait(struct api *api, long ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&api->relay_mu);
     while (!api->relay_wake && !api->relay_stop)
-        if (pthread_cond_timedwait(&api->relay_cv, &api->relay_mu, &until) == ETIMEDOUT)
+        if (prog_cond_wait_ms(&api->relay_cv, &api->relay_mu, ms) != 0)
             break;
     api->relay_wake = 0;
     int stop = api->relay_stop;
@@ -52,46 +42,48 @@ static int relay_wait(struct api *api, long ms)
     return stop;
 }
 
+/* One relay round: connect what is missing, publish until the outbox is
+ * empty. Returns the backoff before the next round (0: none). Keeps
+ * api->broker_up up to date. */
+static long relay_round(struct api *api, struct db *db, struct mq **mq, long backoff)
+{
+    const struct cfg *cfg = api->cfg;
+    if (db_ensure(db, NULL, 0) != DB_OK)
+        return prog_backoff(backoff);
+    if (*mq == NULL) {
+        char err[256];
+        *mq = mq_open(cfg->amqp_url, cfg->amqp_queue, err, sizeof(err));
+        atomic_store(&api->broker_up, *mq != NULL);
+        if (*mq == NULL) {
+            log_warn("relay.broker_unavailable", "error=\"%s\" retry_ms=%ld", err,
+                     prog_backoff(backoff));
+            return prog_backoff(backoff);
+        }
+        log_info("relay.broker_connected", "queue=%s", cfg->amqp_queue);
+    }
+    int n = 0;
+    enum outbox_rc rc;
+    do {
+        rc = outbox_relay(db, *mq, RELAY_BATCH, &n);
+    } while (rc == OUTBOX_OK && n == RELAY_BATCH);
+    if (rc == OUTBOX_BROKER_DOWN) {
+        atomic_store(&api->broker_up, 0);
+        mq_close(*mq);
+        *mq = NULL;
+    }
+    return rc == OUTBOX_OK ? 0 : prog_backoff(0);
+}
+
 void *api_relay_main(void *arg)
 {
     struct api *api = arg;
-    const struct cfg *cfg = api->cfg;
-    PGconn *db = NULL;
+    struct db *db = db_new(api->cfg->database_url, "opencode-api-relay");
     struct mq *mq = NULL;
     long backoff = 0;
-
-    while (!relay_wait(api, backoff > 0 ? backoff : RELAY_POLL_MS)) {
-        if (db_ensure(&db, cfg->database_url, "opencode-api-relay") != DB_OK) {
-            backoff = backoff ? (backoff * 2 > RELAY_BACKOFF_MAX_MS ? RELAY_BACKOFF_MAX_MS
-                                                                   : backoff * 2) : 500;
-            continue;
-        }
-        if (mq == NULL) {
-            char err[256];
-            mq = mq_open(cfg->amqp_url, cfg->amqp_queue, err, sizeof(err));
-            if (mq == NULL) {
-                log_warn("relay.broker_unavailable", "error=\"%s\" retry_ms=%ld", err,
-                         backoff ? backoff : 500L);
-                backoff = backoff ? (backoff * 2 > RELAY_BACKOFF_MAX_MS ? RELAY_BACKOFF_MAX_MS
-                                                                       : backoff * 2) : 500;
-                continue;
-            }
-            log_info("relay.broker_connected", "queue=%s", cfg->amqp_queue);
-        }
-        backoff = 0;
-        int n;
-        do {
-            n = outbox_relay(db, mq, RELAY_BATCH);
-        } while (n == RELAY_BATCH);
-        if (n == -2) {
-            mq_close(mq);
-            mq = NULL;
-            backoff = 500;
-        } else if (n == -1) {
-            backoff = 500;
-        }
-    }
+    while (!relay_wait(api, backoff > 0 ? backoff : RELAY_POLL_MS))
+        backoff = relay_round(api, db, &mq, backoff);
+    atomic_store(&api->broker_up, 0);
     mq_close(mq);
-    PQfinish(db);
+    db_free(db);
     return NULL;
 }

@@ -1,11 +1,15 @@
 /*
- * routes_download.c - GET /download, GET /health and unknown paths.
+ * routes_download.c - GET /download and GET /health.
  *
  * Files in a job's workspace were written by the agent, which can leave
  * symlinks pointing anywhere (/etc/passwd, another session). The file is
  * opened with fs_open_beneath(): no symlink is followed and nothing outside
- * the session's folder is reachable; only regular files are served. The
- * body is streamed in chunks, never held whole in memory.
+ * the session's folder is reachable. It is opened O_NONBLOCK and checked
+ * S_ISREG on the descriptor, so a FIFO, socket or device the agent left
+ * answers 404 at once and never blocks a server thread. The body is
+ * streamed in chunks, never held whole in memory. A job whose outputs the
+ * janitor pruned (older than the session's newest SESSION_KEEP_JOBS ended
+ * jobs) answers 410 job_pruned.
  */
 #include <civetweb.h>
 #include <errno.h>
@@ -16,11 +20,14 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "db.h"
 #include "fsutil.h"
 #include "http.h"
 #include "layout.h"
 #include "log.h"
 #include "path.h"
+#include "render.h"
+#include "xalloc.h"
 
 #define DOWNLOAD_CHUNK (64 * 1024)
 
@@ -36,14 +43,11 @@ static int download_send(struct mg_connection *conn, int fd, const char *path, o
     mg_printf(conn,
               "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
               "Content-Disposition: attachment; filename*=UTF-8''%s\r\n"
-              "X-Content-Type-Options: nosniff\r\nContent-Length: %lld\r\n\r\n",
-              enc, (long long)size);
-
+              "X-Content-Type-Options: nosniff\r\nContent-Length: %lld\r\n%s\r\n",
+              enc, (long long)size, http_common_headers(conn));
     /* CivetWeb's worker threads have small stacks: the buffer goes on the
      * heap. */
-    char *buf = malloc(DOWNLOAD_CHUNK);
-    if (buf == NULL)
-        return 500;             /* headers went out: the client sees a short body */
+    char *buf = xmalloc(DOWNLOAD_CHUNK);
     off_t sent = 0;
     while (sent < size) {
         ssize_t n = read(fd, buf, DOWNLOAD_CHUNK);
@@ -59,68 +63,85 @@ static int download_send(struct mg_connection *conn, int fd, const char *path, o
     return 200;
 }
 
-int api_route_download(struct mg_connection *conn, void *cbdata)
+/* Reads file_path and the optional job_id. Returns 0, or the status after
+ * answering. */
+static int download_params(struct api_req *r, char path[PATH_MAX_BYTES + 1],
+                           char job_id[ID_HEX_LEN + 1], int *has_job)
 {
-    struct api *api = cbdata;
-    char key_id[STORE_KEY_ID_MAX], session_id[128], job_id[128], path[PATH_MAX_BYTES + 1];
-    if (!http_method_is(conn, "GET"))
-        return http_method_not_allowed(conn, "GET");
-    if (api_authenticate(conn, api, key_id) != 0)
-        return 401;
-
-    int r = api_id_param(conn, "session_id", session_id, "Session not found");
-    if (r != 0)
-        return r;
-    r = http_query(conn, "file_path", path, sizeof(path));
-    if (r == 0)
-        return http_send_error(conn, 422, "file_path: required query parameter");
+    char buf[128];
+    int found = http_query(r->conn, "file_path", path, PATH_MAX_BYTES + 1);
+    if (found == 0)
+        return api_fail(r, ERR_VALIDATION, "file_path: required query parameter");
     const char *why = "is too long or not a valid query value";
-    if (r < 0 || path_validate(path, strlen(path), &why) != 0)
-        return http_send_errorf(conn, 400, "Invalid file path: file_path %s", why);
-    r = http_query(conn, "job_id", job_id, sizeof(job_id));
-    if (r != 0 && (r < 0 || !id_valid(job_id)))
-        return http_send_error(conn, 404, "Job not found");
+    if (found < 0 || path_validate(path, strlen(path), &why) != 0)
+        return api_fail(r, ERR_INVALID_PATH, "Invalid file path: file_path %s", why);
+    *has_job = http_query(r->conn, "job_id", buf, sizeof(buf));
+    if (*has_job != 0 && (*has_job < 0 || !id_valid(buf)))
+        return api_fail(r, ERR_NOT_FOUND, "Job not found");
+    if (*has_job)
+        memcpy(job_id, buf, ID_HEX_LEN + 1);
+    return 0;
+}
 
-    struct pg_conn *db = api_db(conn, api);
-    if (db == NULL)
-        return 503;
-    char folder_job[ID_HEX_LEN + 1], dir[4096];
-    int rc = store_job_folder(db, session_id, key_id, r ? job_id : NULL, folder_job);
-    if (rc != STORE_OK)
-        return api_store_fail(conn, rc, r ? "Job not found" : "Session not found");
-    if (layout_files_dir(api->cfg->data_dir, session_id, folder_job, dir, sizeof(dir)) != 0)
-        return http_send_error(conn, 500, "internal error");
-
+/* Opens path below dir as a regular file. Returns the fd or -errno. */
+static int download_open(const char *dir, const char *path, struct stat *st)
+{
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
-        return http_send_error(conn, 404, "File not found in session output");
-    int fd = fs_open_beneath(dfd, path, O_RDONLY, 0);
+        return -errno;
+    /* O_NONBLOCK: opening a FIFO with no writer returns at once. */
+    int fd = fs_open_beneath(dfd, path, O_RDONLY | O_NONBLOCK, 0);
     close(dfd);
+    if (fd >= 0 && (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))) {
+        close(fd);
+        return -EINVAL;
+    }
+    /* A regular file ignores O_NONBLOCK; clear it all the same so a read
+     * never answers EAGAIN. */
+    if (fd >= 0 && fcntl(fd, F_SETFL, 0) != 0) {
+        close(fd);
+        return -EIO;
+    }
+    return fd;
+}
+
+int api_download(struct api_req *r)
+{
+    char session_id[ID_HEX_LEN + 1], job_id[ID_HEX_LEN + 1], path[PATH_MAX_BYTES + 1];
+    char folder_job[ID_HEX_LEN + 1], dir[LAYOUT_PATH_MAX];
+    int has_job = 0;
+    int status = api_id_param(r, "session_id", session_id, "Session not found");
+    if (status == 0)
+        status = download_params(r, path, job_id, &has_job);
+    if (status != 0)
+        return status;
+    struct db *db = api_db(r);
+    if (db == NULL)
+        return 503;
+    int rc = store_job_folder(db, session_id, r->key_id, has_job ? job_id : NULL, folder_job);
+    if (rc == STORE_GONE)
+        return api_fail(r, ERR_GONE,
+                        "The outputs of job %s were pruned: a session keeps those of its "
+                        "newest %ld ended jobs (SESSION_KEEP_JOBS) and its current files",
+                        job_id, r->cfg->session_keep_jobs);
+    if (rc != STORE_OK)
+        return api_store_fail(r, rc, has_job ? "Job not found" : "Session not found");
+    api_db_release(r);      /* a slow client must not hold a pooled connection */
+    if (layout_files_dir(r->cfg->data_dir, session_id, folder_job, dir, sizeof(dir)) != 0)
+        return api_fail(r, ERR_INTERNAL, "internal error");
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int fd = download_open(dir, path, &st);
+    if (fd < 0) {
         if (fd == -ELOOP || fd == -EXDEV)
             log_warn("download.refused", "session=%s reason=symlink", session_id);
-        if (fd >= 0)
-            close(fd);
-        return http_send_error(conn, 404, "File not found in session output");
+        return api_fail(r, ERR_NOT_FOUND, "File not found in session output");
     }
-    int status = download_send(conn, fd, path, st.st_size);
+    status = download_send(r->conn, fd, path, st.st_size);
     close(fd);
     return status;
 }
 
-int api_route_health(struct mg_connection *conn, void *cbdata)
+int api_health(struct api_req *r)
 {
-    (void)cbdata;
-    if (!http_method_is(conn, "GET") && !http_method_is(conn, "HEAD"))
-        return http_method_not_allowed(conn, "GET");
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "healthy");
-    return http_send_json(conn, 200, o);
-}
-
-int api_route_not_found(struct mg_connection *conn, void *cbdata)
-{
-    (void)cbdata;
-    return http_send_error(conn, 404, "Not Found");
+    return api_send(r, 200, render_health());
 }

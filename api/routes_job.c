@@ -1,14 +1,23 @@
-/* routes_job.c - POST /job and GET /job/status. */
-#include <civetweb.h>
+/*
+ * routes_job.c - POST /job and GET /job/status.
+ *
+ * GET /job/status answers an ended job (whose document no longer
+ * changes) from the process's cache (cache.h) after one query by primary
+ * keys that checks the job is still visible to the caller and unchanged;
+ * queued and running jobs are always read and rendered.
+ */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
-#include "http.h"
+#include "cache.h"
+#include "db.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "path.h"
+#include "render.h"
 
 static int job_prompt_blank(const char *p)
 {
@@ -18,111 +27,154 @@ static int job_prompt_blank(const char *p)
     return 1;
 }
 
-static int job_create(struct mg_connection *conn, struct api *api, const char *key_id)
+/* Checks the body of POST /job and fills j's prompt, model and timeout.
+ * Returns 0, or the status after answering 422. */
+static int job_check(struct api_req *r, const cJSON *req, struct store_new_job *j)
 {
-    const struct cfg *cfg = api->cfg;
+    const struct cfg *cfg = r->cfg;
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req, "prompt");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
+    if (!cJSON_IsObject(req))
+        return api_fail(r, ERR_VALIDATION, "request body must be a JSON object");
+    if (!cJSON_IsString(prompt) || job_prompt_blank(prompt->valuestring))
+        return api_fail(r, ERR_VALIDATION, "prompt: required, must be a non-empty string");
+    size_t len = strlen(prompt->valuestring);
+    if ((long)len > cfg->max_prompt_bytes)
+        return api_fail(r, ERR_VALIDATION, "prompt: longer than %ld bytes",
+                        cfg->max_prompt_bytes);
+    if (!path_utf8_valid(prompt->valuestring, len))
+        return api_fail(r, ERR_VALIDATION, "prompt: must be valid UTF-8");
+    if (model != NULL && !cJSON_IsNull(model) &&
+        (!cJSON_IsString(model) || !cfg_model_valid(model->valuestring)))
+        return api_fail(r, ERR_VALIDATION, "model: must look like provider/model");
+    j->timeout_s = cfg->default_job_timeout_s;
+    if (json_get_int(req, "timeout_s", 1, cfg->max_job_timeout_s, &j->timeout_s) != 0)
+        return api_fail(r, ERR_VALIDATION, "timeout_s: must be an integer from 1 to %ld",
+                        cfg->max_job_timeout_s);
+    j->prompt = prompt->valuestring;
+    j->model = cJSON_IsString(model) ? model->valuestring : cfg->default_model;
+    return 0;
+}
+
+/* Records the checked job and answers. */
+static int job_store(struct api_req *r, struct store_new_job *j)
+{
+    char job_id[ID_HEX_LEN + 1];
+    int64_t created = 0;
+    struct db *db = api_db(r);
+    if (db == NULL)
+        return 503;
+    if (id_new(job_id) != 0)
+        return api_fail(r, ERR_INTERNAL, "could not create a job id");
+    j->job_id = job_id;
+    int rc = store_job_create(db, j, &created);
+    if (rc != STORE_OK)
+        return api_store_fail(r, rc, "Session not found");
+    api_relay_wake(r->api);
+    log_info("job.queued", "job=%s session=%s model=\"%s\" timeout_s=%ld", job_id,
+             j->session_id, LOG_ESC(j->model), j->timeout_s);
+    return api_send(r, 200, render_job_created(job_id, j->session_id, created));
+}
+
+int api_job_create(struct api_req *r)
+{
     char session_id[ID_HEX_LEN + 1];
-    int status = api_id_param(conn, "session_id", session_id, "Session not found");
+    int status = api_id_param(r, "session_id", session_id, "Session not found");
     if (status != 0)
         return status;
-
     /* A job body is a prompt (JSON-escaped, up to 6 bytes a byte) and two
      * small fields. */
     cJSON *req = NULL;
-    status = http_read_json(conn, (size_t)cfg->max_prompt_bytes * 6 + 4096, &req);
+    status = api_read_json(r, (size_t)r->cfg->max_prompt_bytes * 6 + 4096, &req);
     if (status != 0)
         return status;
-
-    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req, "prompt");
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
-    long timeout_s = cfg->default_job_timeout_s;
-    const char *model_name = cfg->default_model;
-    char job_id[ID_HEX_LEN + 1];
-    int64_t created = 0;
-
-    if (!cJSON_IsObject(req)) {
-        status = http_send_error(conn, 422, "request body must be a JSON object");
-    } else if (!cJSON_IsString(prompt) || job_prompt_blank(prompt->valuestring)) {
-        status = http_send_error(conn, 422, "prompt: required, must be a non-empty string");
-    } else if ((long)strlen(prompt->valuestring) > cfg->max_prompt_bytes) {
-        status = http_send_errorf(conn, 422, "prompt: longer than %ld bytes",
-                                  cfg->max_prompt_bytes);
-    } else if (!path_utf8_valid(prompt->valuestring, strlen(prompt->valuestring))) {
-        status = http_send_error(conn, 422, "prompt: must be valid UTF-8");
-    } else if (model != NULL && !cJSON_IsNull(model) &&
-               (!cJSON_IsString(model) || !cfg_model_valid(model->valuestring))) {
-        status = http_send_error(conn, 422, "model: must look like provider/model");
-    } else if (json_get_int(req, "timeout_s", 1, cfg->max_job_timeout_s, &timeout_s) != 0) {
-        status = http_send_errorf(conn, 422, "timeout_s: must be an integer from 1 to %ld",
-                                  cfg->max_job_timeout_s);
-    }
-    if (status != 0)
-        goto out;
-    if (cJSON_IsString(model))
-        model_name = model->valuestring;
-
-    struct pg_conn *db = api_db(conn, api);
-    if (db == NULL) {
-        status = 503;
-        goto out;
-    }
-    if (id_new(job_id) != 0) {
-        status = http_send_error(conn, 500, "could not create a job id");
-        goto out;
-    }
-    int rc = store_job_create(db, job_id, session_id, key_id, prompt->valuestring, model_name,
-                              timeout_s, &created);
-    if (rc != STORE_OK) {
-        status = api_store_fail(conn, rc, "Session not found");
-        goto out;
-    }
-    api_relay_wake(api);
-    log_info("job.queued", "job=%s session=%s model=%s timeout_s=%ld", job_id, session_id,
-             model_name, timeout_s);
-
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "job_id", job_id);
-    cJSON_AddStringToObject(o, "session_id", session_id);
-    cJSON_AddStringToObject(o, "status", "queued");
-    json_add_time(o, "created_at", created, 0);
-    status = http_send_json(conn, 200, o);
-
-out:
+    struct store_new_job j = { .session_id = session_id, .key_id = r->key_id };
+    status = job_check(r, req, &j);
+    if (status == 0)
+        status = api_quota_job(r);
+    if (status == 0)
+        status = job_store(r, &j);
     cJSON_Delete(req);
     return status;
 }
 
-int api_route_job(struct mg_connection *conn, void *cbdata)
+/* 1 for a status a job never leaves. */
+static int job_ended(const char *status)
 {
-    struct api *api = cbdata;
-    char key_id[STORE_KEY_ID_MAX];
-    if (!http_method_is(conn, "POST"))
-        return http_method_not_allowed(conn, "POST");
-    if (api_authenticate(conn, api, key_id) != 0)
-        return 401;
-    return job_create(conn, api, key_id);
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+           strcmp(status, "timed_out") == 0 || strcmp(status, "cancelled") == 0;
 }
 
-int api_route_job_status(struct mg_connection *conn, void *cbdata)
+static int job_same_version(const struct store_job_version *a,
+                            const struct store_job_version *b)
 {
-    struct api *api = cbdata;
-    char key_id[STORE_KEY_ID_MAX], job_id[ID_HEX_LEN + 1];
-    if (!http_method_is(conn, "GET"))
-        return http_method_not_allowed(conn, "GET");
-    if (api_authenticate(conn, api, key_id) != 0)
-        return 401;
-    int status = api_id_param(conn, "job_id", job_id, "Job not found");
+    return strcmp(a->status, b->status) == 0 && a->finished_usec == b->finished_usec &&
+           a->pruned == b->pruned;
+}
+
+/* Answers from the cache when it holds job_id and the database says the
+ * caller still sees the same version. Returns the status sent, or 0
+ * (no usable entry: the caller reads the job). */
+static int job_status_cached(struct api_req *r, struct db *db, const char *job_id)
+{
+    struct api_cached_job c;
+    if (!api_cache_job_get(r->api->cache, job_id, &c))
+        return 0;
+    struct store_job_version now;
+    int rc = store_job_check(db, job_id, r->key_id, &now);
+    int status = 0;
+    if (rc != STORE_OK)
+        status = api_store_fail(r, rc, "Job not found");
+    else if (job_same_version(&c.version, &now))
+        status = api_send_etag(r, c.body, c.len, c.etag);
+    else
+        api_cache_job_drop(r->api->cache, job_id);
+    free(c.body);
+    return status;
+}
+
+/* Keeps the body of an ended job, with its version as store_job_check
+ * reads it (the version a hit is compared with). */
+static void job_status_keep(struct api_req *r, struct db *db, const struct store_job *j,
+                            const char *text, size_t len, const char *etag)
+{
+    struct store_job_version v;
+    if (!job_ended(j->status) || j->finished_usec == 0 ||
+        store_job_check(db, j->id, r->key_id, &v) != STORE_OK ||
+        strcmp(v.status, j->status) != 0 || v.finished_usec != j->finished_usec)
+        return;
+    api_cache_job_put(r->api->cache, j->id, &v, text, len, etag);
+}
+
+/* Reads, renders and answers the job. */
+static int job_status_read(struct api_req *r, struct db *db, const char *job_id)
+{
+    struct store_job j;
+    int rc = store_job_get(db, job_id, r->key_id, &j);
+    if (rc != STORE_OK)
+        return api_store_fail(r, rc, "Job not found");
+    cJSON *doc = render_job(&j);
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    size_t len = strlen(text);
+    char etag[API_ETAG_LEN];
+    api_etag(text, len, etag);
+    job_status_keep(r, db, &j, text, len, etag);
+    store_job_free(&j);
+    int status = api_send_etag(r, text, len, etag);
+    free(text);
+    return status;
+}
+
+int api_job_status(struct api_req *r)
+{
+    char job_id[ID_HEX_LEN + 1];
+    int status = api_id_param(r, "job_id", job_id, "Job not found");
     if (status != 0)
         return status;
-    struct pg_conn *db = api_db(conn, api);
+    struct db *db = api_db(r);
     if (db == NULL)
         return 503;
-    int rc;
-    cJSON *o = store_job_status(db, job_id, key_id, &rc);
-    if (o == NULL)
-        return api_store_fail(conn, rc, "Job not found");
-    const cJSON *sid = cJSON_GetObjectItemCaseSensitive(o, "session_id");
-    api_add_download_urls(cJSON_GetObjectItemCaseSensitive(o, "output_files"),
-                          sid->valuestring, job_id);
-    return http_send_json(conn, 200, o);
+    status = job_status_cached(r, db, job_id);
+    return status != 0 ? status : job_status_read(r, db, job_id);
 }

@@ -1,7 +1,11 @@
 /*
  * config.c - environment configuration with validation (see config.h).
  *
- * Every limit the service enforces is defined here once, with its reason.
+ * Every variable is declared once, in cfg_vars[] below: its name, type,
+ * default, bounds, the programs that read it, its field in struct cfg, the
+ * reason for its limits (as a comment) and its one-line README text.
+ * Loading, freeing, the reserved names of per-session env and README's
+ * configuration tables (cfg_write_markdown) are all driven by that table.
  */
 #include "config.h"
 #include "log.h"
@@ -16,40 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* ---- Defaults and bounds ------------------------------------------------ */
-
-/* The seed service's limits: 200 files and 25 MB per session. */
-#define DEF_MAX_FILES          200
-#define DEF_MAX_SESSION_BYTES  (25L * 1024 * 1024)
-/* JSON escaping can grow content (\n, \", \uXXXX); two times the session
- * size plus room for paths and framing covers ordinary sources while
- * still refusing a runaway upload from its Content-Length alone. */
-#define DEF_MAX_BODY_BYTES     (2 * DEF_MAX_SESSION_BYTES + 1024L * 1024)
-/* A prompt is instructions, not data: 256 KiB is generous. */
-#define DEF_MAX_PROMPT_BYTES   (256L * 1024)
-#define DEF_TTL_S              3600
-/* A session may live a week at most: it holds disk space until it ends. */
-#define DEF_MAX_TTL_S          (7L * 24 * 3600)
-#define DEF_JOB_TIMEOUT_S      600
-#define DEF_MAX_JOB_TIMEOUT_S  1800
-#define DEF_MODEL              "anthropic/claude-3-5-sonnet-latest"
-#define DEF_API_LISTEN         "127.0.0.1:8000"
-/* CivetWeb serves one connection per thread. */
-#define DEF_API_THREADS        32
-#define DEF_WORKER_CONCURRENCY 2
-/* A lease is renewed every third of its length, so a worker must miss
- * two renewals in a row before the janitor takes its job back. */
-#define DEF_JOB_LEASE_S        30
-#define DEF_JOB_MAX_ATTEMPTS   3
-#define DEF_WORKER_GRACE_S     30
-/* opencode's event stream kept per job in the database (its tail). */
-#define DEF_MAX_STDOUT_BYTES   (1024L * 1024)
-#define DEF_JANITOR_INTERVAL_S 60
-#define DEF_JOB_RETENTION_S    (7L * 24 * 3600)
-/* A queued job whose message is this old is announced again; a duplicate
- * costs a worker one look at the job row. */
-#define DEF_JOB_REPUBLISH_S    600
 
 /* Provider keys the agent receives when the worker has them. */
 static const char *const cfg_default_agent_env[] = {
@@ -93,36 +63,11 @@ static const char *cfg_env(const char *name)
     return (v != NULL && *v != '\0') ? v : NULL;
 }
 
-static int cfg_long(const char *name, long def, long min, long max, long *out,
-                    char *err, size_t err_len)
+/* A default never escapes its bounds, nor a lowered maximum
+ * (DEFAULT_JOB_TIMEOUT_S under MAX_JOB_TIMEOUT_S=300, say). */
+static long cfg_clamp(long v, long min, long max)
 {
-    const char *v = cfg_env(name);
-    if (v == NULL) {
-        /* A default never escapes a lowered maximum (DEFAULT_JOB_TIMEOUT_S
-         * under MAX_JOB_TIMEOUT_S=300, say). */
-        *out = def < min ? min : def > max ? max : def;
-        return 0;
-    }
-    if (cfg_parse_long(v, min, max, out) != 0)
-        return cfg_fail(err, err_len, "%s must be an integer from %ld to %ld (got \"%s\")",
-                        name, min, max, v);
-    return 0;
-}
-
-static int cfg_str(const char *name, const char *def, char **out, char *err,
-                   size_t err_len)
-{
-    const char *v = cfg_env(name);
-    if (v == NULL)
-        v = def;
-    if (v == NULL) {
-        *out = NULL;
-        return 0;
-    }
-    *out = strdup(v);
-    if (*out == NULL)
-        return cfg_fail(err, err_len, "out of memory reading %s", name);
-    return 0;
+    return v < min ? min : v > max ? max : v;
 }
 
 /* Makes a relative path absolute against the current directory (the
@@ -169,94 +114,20 @@ static int cfg_valid_env_name(const char *s, size_t n)
     return 1;
 }
 
-static int cfg_add_agent_env(struct cfg *c, const char *name, size_t n,
-                             char *err, size_t err_len)
-{
-    for (size_t i = 0; i < c->agent_env_count; i++)
-        if (strlen(c->agent_env[i]) == n && memcmp(c->agent_env[i], name, n) == 0)
-            return 0;
-    if (c->agent_env_count == CFG_MAX_AGENT_ENV)
-        return cfg_fail(err, err_len, "AGENT_ENV names more than %d variables",
-                        CFG_MAX_AGENT_ENV);
-    c->agent_env[c->agent_env_count] = strndup(name, n);
-    if (c->agent_env[c->agent_env_count] == NULL)
-        return cfg_fail(err, err_len, "out of memory reading AGENT_ENV");
-    c->agent_env_count++;
-    return 0;
-}
-
-/* The service's own variables: never handed to the agent. */
-static int cfg_is_service_secret(const char *name, size_t n)
-{
-    static const char *const names[] = {
-        "API_KEY", "DATABASE_URL", "AMQP_URL", "PGPASSWORD", "PGPASSFILE",
-        "PGSERVICEFILE", "AGENT_CONFIG_FILE",
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
-            return 1;
-    return 0;
-}
-
-static int cfg_load_agent_env(struct cfg *c, char *err, size_t err_len)
-{
-    for (size_t i = 0; i < sizeof(cfg_default_agent_env) / sizeof(cfg_default_agent_env[0]); i++)
-        if (cfg_add_agent_env(c, cfg_default_agent_env[i],
-                              strlen(cfg_default_agent_env[i]), err, err_len) != 0)
-            return -1;
-
-    const char *v = cfg_env("AGENT_ENV");
-    while (v != NULL && *v != '\0') {
-        const char *end = strchr(v, ',');
-        size_t n = end ? (size_t)(end - v) : strlen(v);
-        while (n > 0 && isspace((unsigned char)*v)) {
-            v++;
-            n--;
-        }
-        while (n > 0 && isspace((unsigned char)v[n - 1]))
-            n--;
-        if (n > 0) {
-            if (!cfg_valid_env_name(v, n))
-                return cfg_fail(err, err_len, "AGENT_ENV has an invalid variable name \"%.*s\"",
-                                (int)n, v);
-            if (cfg_is_service_secret(v, n))
-                return cfg_fail(err, err_len,
-                                "AGENT_ENV must not pass the service's own secret %.*s to the agent",
-                                (int)n, v);
-            if (cfg_add_agent_env(c, v, n, err, err_len) != 0)
-                return -1;
-        }
-        v = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
 int cfg_env_name_valid(const char *name)
 {
     return cfg_valid_env_name(name, strlen(name));
 }
 
-int cfg_env_name_reserved(const char *name)
+int cfg_model_valid(const char *m)
 {
-    static const char *const exact[] = {
-        "API_KEY", "API_LISTEN", "API_THREADS", "DATABASE_URL", "AMQP_URL", "AMQP_QUEUE",
-        "DATA_DIR", "ENV_FILE", "LOG_LEVEL",
-        "HOME", "PATH", "SHELL", "USER", "LOGNAME", "TMPDIR", "PWD",
-        "BASH_ENV", "ENV", "NODE_OPTIONS", "NODE_PATH", "PYTHONPATH", "PYTHONSTARTUP",
-        "PERL5OPT", "RUBYOPT", "GCONV_PATH", "HOSTALIASES", "RESOLV_HOST_CONF",
-        "LOCALDOMAIN", "NLSPATH", "MALLOC_CHECK_", "OPENSSL_CONF",
-    };
-    static const char *const prefixes[] = {
-        "LD_", "PG", "AMQP_", "OPENCODE_", "AGENT_", "WORKER_", "JOB_",
-        "MAX_", "DEFAULT_", "JANITOR_", "BWRAP_", "GLIBC_", "BUN_",
-    };
-    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-        if (strcmp(name, exact[i]) == 0)
-            return 1;
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
+    const char *slash = strchr(m, '/');
+    if (slash == NULL || slash == m || slash[1] == '\0' || strlen(m) > 200)
+        return 0;
+    for (const char *p = m; *p; p++)
+        if (!isgraph((unsigned char)*p))
+            return 0;
+    return 1;
 }
 
 /* ---- .env file ---------------------------------------------------------- */
@@ -302,223 +173,766 @@ int cfg_load_env_file(const char *path, char *err, size_t err_len)
     return rc;
 }
 
+/* ---- The table's shape -------------------------------------------------- */
+
+enum cfg_type {
+    CFG_INT,      /* long: a decimal integer in [min, max] */
+    CFG_STR,      /* char *: the text as given */
+    CFG_PATH,     /* char *: a file or folder path */
+    CFG_SECRET,   /* char *: a credential; AGENT_ENV may not name it */
+    CFG_ENUM,     /* int-sized enum: the index of the value in choices */
+    CFG_LIST,     /* comma-separated names, parsed by the row's hook */
+};
+
+/* README table a row is listed in (its program, or Shared). */
+enum cfg_section { CFG_SEC_SHARED, CFG_SEC_API, CFG_SEC_WORKER, CFG_SEC_JANITOR };
+
+static const char *const cfg_section_title[] = {
+    [CFG_SEC_SHARED] = "Shared",
+    [CFG_SEC_API] = "API (`opencode-api`)",
+    [CFG_SEC_WORKER] = "Worker (`opencode-worker`)",
+    [CFG_SEC_JANITOR] = "Janitor (`opencode-janitor`)",
+};
+
+/* Who reads a row: every program (admin commands included), or the three
+ * services that handle jobs. */
+#define CFG_ALL  (CFG_ROLE_API | CFG_ROLE_WORKER | CFG_ROLE_JANITOR | CFG_ROLE_ADMIN)
+#define CFG_JOBS (CFG_ROLE_API | CFG_ROLE_WORKER | CFG_ROLE_JANITOR)
+
+/* Row flags. */
+#define CFG_F_SECRET 1u   /* AGENT_ENV may not pass it (CFG_SECRET rows are too) */
+
+/* The row's field: offset + 1, so that a row without one (0, the default of
+ * a designated initializer) is never mistaken for the first field. */
+#define CFG_FIELD(member) (offsetof(struct cfg, member) + 1)
+
+struct cfg_var;
+
+/* Runs after the generic step has stored the row's field (if any). val is
+ * the variable's value, else the row's textual default, else NULL. */
+typedef int (*cfg_hook)(struct cfg *c, const struct cfg_var *v, const char *val,
+                        char *err, size_t err_len);
+
+struct cfg_var {
+    const char *name;
+    enum cfg_type type;
+    unsigned roles;              /* mask of enum cfg_role that read it */
+    enum cfg_section section;    /* README table */
+    size_t field;                /* CFG_FIELD(member), or 0: the hook stores */
+    const char *def;             /* default as text, or NULL */
+    const char *note;            /* README: "(note)" after def; without def,
+                                    the default cell itself ("(none)" if NULL) */
+    long min, max;               /* CFG_INT bounds */
+    const char *cap;             /* CFG_INT: also at most this variable */
+    const char *const *choices;  /* CFG_ENUM: values in enum order, NULL-ended */
+    cfg_hook hook;               /* checks or code the row needs, or NULL */
+    unsigned flags;              /* CFG_F_* */
+    const char *doc;             /* README "meaning" */
+};
+
+_Static_assert(sizeof(enum cfg_sandbox) == sizeof(int), "CFG_ENUM fields are int-sized");
+
+static void *cfg_at(struct cfg *c, const struct cfg_var *v)
+{
+    return (char *)c + (v->field - 1);
+}
+
+/* ---- Rows' hooks: what a row needs beyond parsing ----------------------- */
+
+static int cfg_is_service_secret(const char *name, size_t n);
+
+/* ENV_FILE: the first row, so the file fills in the names the environment
+ * leaves unset before any other row is read. */
+static int cfg_hook_env_file(struct cfg *c, const struct cfg_var *v, const char *val,
+                             char *err, size_t err_len)
+{
+    (void)c;
+    (void)v;
+    return cfg_load_env_file(val, err, err_len);
+}
+
+static int cfg_hook_log_level(struct cfg *c, const struct cfg_var *v, const char *val,
+                              char *err, size_t err_len)
+{
+    c->log_level = log_level_parse(val);
+    if (c->log_level < 0)
+        return cfg_fail(err, err_len, "%s must be debug, info, warn or error", v->name);
+    return 0;
+}
+
+static int cfg_hook_database_url(struct cfg *c, const struct cfg_var *v, const char *val,
+                                 char *err, size_t err_len)
+{
+    (void)c;
+    if (val == NULL)
+        return cfg_fail(err, err_len, "%s is not set (a libpq connection string, "
+                                      "e.g. postgresql://user:pass@127.0.0.1:5432/opencode)",
+                        v->name);
+    return 0;
+}
+
+static int cfg_hook_amqp_url(struct cfg *c, const struct cfg_var *v, const char *val,
+                             char *err, size_t err_len)
+{
+    (void)c;
+    if (strncmp(val, "amqp://", 7) != 0)
+        return cfg_fail(err, err_len, "%s must start with amqp://", v->name);
+    return 0;
+}
+
+static int cfg_hook_data_dir(struct cfg *c, const struct cfg_var *v, const char *val,
+                             char *err, size_t err_len)
+{
+    (void)val;
+    char *abs = cfg_absolute(c->data_dir);
+    free(c->data_dir);
+    c->data_dir = abs;
+    if (abs == NULL)
+        return cfg_fail(err, err_len, "%s could not be made absolute", v->name);
+    return 0;
+}
+
+static int cfg_hook_api_key(struct cfg *c, const struct cfg_var *v, const char *val,
+                            char *err, size_t err_len)
+{
+    (void)c;
+    if (val == NULL)
+        return cfg_fail(err, err_len, "%s is not set: refusing to serve without a key "
+                                      "(generate one with: openssl rand -hex 32)",
+                        v->name);
+    if (strlen(val) < 16)
+        return cfg_fail(err, err_len, "%s is too short (at least 16 characters)", v->name);
+    return 0;
+}
+
+/* MAX_BODY_BYTES defaults to 2 x MAX_SESSION_BYTES + 1 MiB (see its row). */
+static int cfg_hook_max_body(struct cfg *c, const struct cfg_var *v, const char *val,
+                             char *err, size_t err_len)
+{
+    (void)err;
+    (void)err_len;
+    if (val == NULL)
+        c->max_body_bytes = cfg_clamp(2 * c->max_session_bytes + 1024L * 1024, v->min, v->max);
+    return 0;
+}
+
+static int cfg_hook_default_model(struct cfg *c, const struct cfg_var *v, const char *val,
+                                  char *err, size_t err_len)
+{
+    (void)val;
+    if (!cfg_model_valid(c->default_model))
+        return cfg_fail(err, err_len, "%s must look like provider/model (got \"%s\")",
+                        v->name, c->default_model);
+    return 0;
+}
+
+/* WORKER_ID defaults to host:pid. */
+static int cfg_hook_worker_id(struct cfg *c, const struct cfg_var *v, const char *val,
+                              char *err, size_t err_len)
+{
+    if (val != NULL)
+        return 0;
+    char host[256] = "worker";
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    char id[300];
+    snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+    c->worker_id = strdup(id);
+    if (c->worker_id == NULL)
+        return cfg_fail(err, err_len, "out of memory reading %s", v->name);
+    return 0;
+}
+
+/* realpath() both checks that it exists and gives the sandbox an absolute
+ * path to bind. */
+static int cfg_hook_opencode_bin(struct cfg *c, const struct cfg_var *v, const char *val,
+                                 char *err, size_t err_len)
+{
+    (void)val;
+    char *bin = c->opencode_bin;
+    c->opencode_bin = realpath(bin, NULL);
+    struct stat st;
+    int ok = c->opencode_bin != NULL && stat(c->opencode_bin, &st) == 0 &&
+             S_ISREG(st.st_mode) && access(c->opencode_bin, X_OK) == 0;
+    if (!ok)
+        cfg_fail(err, err_len, "%s \"%s\" is not an executable file", v->name, bin);
+    free(bin);
+    return ok ? 0 : -1;
+}
+
+static int cfg_hook_agent_config(struct cfg *c, const struct cfg_var *v, const char *val,
+                                 char *err, size_t err_len)
+{
+    if (val == NULL)
+        return 0;
+    c->agent_config_json = cfg_read_file(val, 1024 * 1024);
+    if (c->agent_config_json == NULL)
+        return cfg_fail(err, err_len, "%s \"%s\" could not be read: %s", v->name, val,
+                        strerror(errno));
+    cJSON *j = cJSON_Parse(c->agent_config_json);
+    int ok = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    if (!ok)
+        return cfg_fail(err, err_len, "%s \"%s\" is not a JSON object", v->name, val);
+    return 0;
+}
+
+static int cfg_add_agent_env(struct cfg *c, const char *name, size_t n,
+                             char *err, size_t err_len)
+{
+    for (size_t i = 0; i < c->agent_env_count; i++)
+        if (strlen(c->agent_env[i]) == n && memcmp(c->agent_env[i], name, n) == 0)
+            return 0;
+    if (c->agent_env_count == CFG_MAX_AGENT_ENV)
+        return cfg_fail(err, err_len, "AGENT_ENV names more than %d variables",
+                        CFG_MAX_AGENT_ENV);
+    c->agent_env[c->agent_env_count] = strndup(name, n);
+    if (c->agent_env[c->agent_env_count] == NULL)
+        return cfg_fail(err, err_len, "out of memory reading AGENT_ENV");
+    c->agent_env_count++;
+    return 0;
+}
+
+/* AGENT_ENV: the default provider keys, then the names listed. */
+static int cfg_hook_agent_env(struct cfg *c, const struct cfg_var *v, const char *val,
+                              char *err, size_t err_len)
+{
+    (void)v;
+    for (size_t i = 0; i < sizeof(cfg_default_agent_env) / sizeof(cfg_default_agent_env[0]); i++)
+        if (cfg_add_agent_env(c, cfg_default_agent_env[i],
+                              strlen(cfg_default_agent_env[i]), err, err_len) != 0)
+            return -1;
+
+    while (val != NULL && *val != '\0') {
+        const char *end = strchr(val, ',');
+        size_t n = end ? (size_t)(end - val) : strlen(val);
+        while (n > 0 && isspace((unsigned char)*val)) {
+            val++;
+            n--;
+        }
+        while (n > 0 && isspace((unsigned char)val[n - 1]))
+            n--;
+        if (n > 0) {
+            if (!cfg_valid_env_name(val, n))
+                return cfg_fail(err, err_len, "AGENT_ENV has an invalid variable name \"%.*s\"",
+                                (int)n, val);
+            if (cfg_is_service_secret(val, n))
+                return cfg_fail(err, err_len,
+                                "AGENT_ENV must not pass the service's own secret %.*s to the agent",
+                                (int)n, val);
+            if (cfg_add_agent_env(c, val, n, err, err_len) != 0)
+                return -1;
+        }
+        val = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Runs after AGENT_SANDBOX's row, which comes first in the table. */
+static int cfg_hook_bwrap_bin(struct cfg *c, const struct cfg_var *v, const char *val,
+                              char *err, size_t err_len)
+{
+    (void)val;
+    if (c->sandbox == CFG_SANDBOX_BWRAP && access(c->bwrap_bin, X_OK) != 0)
+        return cfg_fail(err, err_len,
+                        "AGENT_SANDBOX is bwrap but %s \"%s\" is not executable "
+                        "(install bubblewrap, or set AGENT_SANDBOX=none to run the agent "
+                        "unsandboxed)", v->name, c->bwrap_bin);
+    return 0;
+}
+
+/* AGENT_UID_RANGE: "FIRST-LAST", unprivileged, not root's. */
+static int cfg_hook_uid_range(struct cfg *c, const struct cfg_var *v, const char *val,
+                              char *err, size_t err_len)
+{
+    const char *dash = val ? strchr(val, '-') : NULL;
+    char first[32];
+    if (dash == NULL || (size_t)(dash - val) >= sizeof(first))
+        return cfg_fail(err, err_len, "%s must look like FIRST-LAST (got \"%s\")", v->name,
+                        val ? val : "");
+    memcpy(first, val, (size_t)(dash - val));
+    first[dash - val] = '\0';
+    if (cfg_parse_long(first, 1000, 4294967294L, &c->agent_uid_min) != 0 ||
+        cfg_parse_long(dash + 1, 1000, 4294967294L, &c->agent_uid_max) != 0 ||
+        c->agent_uid_max < c->agent_uid_min)
+        return cfg_fail(err, err_len, "%s must be FIRST-LAST with 1000 <= FIRST <= LAST "
+                        "(got \"%s\")", v->name, val);
+    return 0;
+}
+
+/* ---- The table ------------------------------------------------------------
+ *
+ * One row per variable, read in this order (ENV_FILE first; a row capped by
+ * another, or whose hook looks at another, comes after it); README lists
+ * them in this order under their section. Adding a variable: one row here
+ * (and its field in struct cfg); then regenerate README's tables (see
+ * cfg_write_markdown() in config.h).
+ */
+
+static const char *const cfg_log_format_names[] = {
+    [CFG_LOG_TEXT] = "text", [CFG_LOG_JSON] = "json", NULL,
+};
+
+static const char *const cfg_sandbox_names[] = {
+    [CFG_SANDBOX_BWRAP] = "bwrap", [CFG_SANDBOX_NONE] = "none", NULL,
+};
+
+static const struct cfg_var cfg_vars[] = {
+    /* ---- shared ---- */
+    { .name = "ENV_FILE", .type = CFG_PATH, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
+      .def = ".env", .hook = cfg_hook_env_file,
+      .doc = "optional file of `NAME=value` lines, read first" },
+    { .name = "LOG_LEVEL", .type = CFG_ENUM, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
+      .def = "info", .hook = cfg_hook_log_level,
+      .doc = "`debug`, `info`, `warn` or `error`" },
+    /* Its own address: never the public API port. */
+    { .name = "METRICS_LISTEN", .type = CFG_STR, .roles = CFG_ALL & ~CFG_ROLE_ADMIN,
+      .section = CFG_SEC_SHARED, .field = CFG_FIELD(metrics_listen),
+      .doc = "address (`host:port`) where the program serves Prometheus metrics at "
+             "`/metrics`; unset: none. Give each program on a host its own port" },
+    { .name = "LOG_FORMAT", .type = CFG_ENUM, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
+      .field = CFG_FIELD(log_format), .def = "text", .choices = cfg_log_format_names,
+      .doc = "`text` (`time level program event key=value...`) or `json` (one object a "
+             "line)" },
+    { .name = "DATABASE_URL", .type = CFG_SECRET, .roles = CFG_ALL,
+      .section = CFG_SEC_SHARED, .field = CFG_FIELD(database_url), .note = "(required)",
+      .hook = cfg_hook_database_url,
+      .doc = "libpq connection string, e.g. `postgresql://user:pass@host:5432/opencode`" },
+    { .name = "AMQP_URL", .type = CFG_SECRET, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
+      .field = CFG_FIELD(amqp_url), .def = "amqp://guest:guest@127.0.0.1:5672/",
+      .hook = cfg_hook_amqp_url,
+      .doc = "RabbitMQ, `amqp://user:pass@host:port/vhost` (`%2f` for `/`)" },
+    { .name = "AMQP_QUEUE", .type = CFG_STR, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
+      .field = CFG_FIELD(amqp_queue), .def = "opencode.jobs",
+      .doc = "durable queue carrying ready job ids" },
+    { .name = "DATA_DIR", .type = CFG_PATH, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
+      .field = CFG_FIELD(data_dir), .def = "var/data", .hook = cfg_hook_data_dir,
+      .doc = "folder holding `sessions/`; shared by api and workers (NFS across hosts)" },
+    /* A lease is renewed every third of its length, so a worker must miss
+     * two renewals in a row before the janitor takes its job back. */
+    { .name = "JOB_LEASE_S", .type = CFG_INT, .roles = CFG_JOBS, .section = CFG_SEC_SHARED,
+      .field = CFG_FIELD(job_lease_s), .def = "30", .min = 3, .max = 3600,
+      .doc = "a running job's lease; renewed every third of it" },
+    { .name = "JOB_MAX_ATTEMPTS", .type = CFG_INT, .roles = CFG_JOBS,
+      .section = CFG_SEC_SHARED, .field = CFG_FIELD(job_max_attempts), .def = "3",
+      .min = 1, .max = 100,
+      .doc = "runs of a job whose worker died before it is failed" },
+
+    /* ---- api (the limits are checked by every program) ---- */
+    { .name = "API_KEY", .type = CFG_SECRET, .roles = CFG_ROLE_API, .section = CFG_SEC_API,
+      .field = CFG_FIELD(api_key), .note = "(required, ≥ 16 chars)",
+      .hook = cfg_hook_api_key,
+      .doc = "bootstrap key; more keys with `opencode-api keys create`" },
+    { .name = "API_LISTEN", .type = CFG_STR, .roles = CFG_ROLE_API, .section = CFG_SEC_API,
+      .field = CFG_FIELD(api_listen), .def = "127.0.0.1:8000",
+      .doc = "CivetWeb `listening_ports` (e.g. `0.0.0.0:8000`)" },
+    /* CivetWeb serves one connection per thread. */
+    { .name = "API_THREADS", .type = CFG_INT, .roles = CFG_ROLE_API, .section = CFG_SEC_API,
+      .field = CFG_FIELD(api_threads), .def = "1024", .min = 2, .max = 4096,
+      .doc = "connections served at once: CivetWeb gives each open connection a thread "
+             "(about 30 KiB resident, 1 MiB of stack reserved), so idle or slow clients "
+             "hold threads until `API_REQUEST_TIMEOUT_MS`" },
+    /* A request holds a connection only while it runs a query, so a few
+     * serve many threads; each one is a backend process on the server. */
+    { .name = "API_DB_POOL", .type = CFG_INT, .roles = CFG_ROLE_API, .section = CFG_SEC_API,
+      .field = CFG_FIELD(api_db_pool), .def = "8", .min = 1, .max = 1024,
+      .doc = "PostgreSQL connections the api's request threads share; a request waits "
+             "for one only while it runs a query" },
+    /* A client that sends its request (headers and body) this slowly is cut
+     * off, so a thread it holds comes back. */
+    { .name = "API_REQUEST_TIMEOUT_MS", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(api_request_timeout_ms), .def = "10000",
+      .min = 100, .max = 600000,
+      .doc = "how long a client may take to send its request head, and each read of its "
+             "body (the whole body: about twice this)" },
+    /* The seed allowed every origin (FastAPI's CORSMiddleware). */
+    { .name = "CORS_ALLOW_ORIGINS", .type = CFG_STR, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(cors_allow_origins), .def = "*",
+      .doc = "origins browsers may call the API from: `*`, a comma-separated list, or "
+             "`none`" },
+    /* Per-key quotas: the defaults for keys whose api_keys row sets none. */
+    { .name = "KEY_MAX_ACTIVE_SESSIONS", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(key_max_active_sessions), .def = "1000",
+      .min = 1, .max = 100000000,
+      .doc = "active sessions one key may hold (429 beyond)" },
+    { .name = "KEY_MAX_QUEUED_JOBS", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(key_max_queued_jobs), .def = "1000",
+      .min = 1, .max = 100000000,
+      .doc = "queued and running jobs one key may have (429 beyond)" },
+    { .name = "KEY_MAX_STORED_MB", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(key_max_stored_mb), .def = "10240",
+      .min = 1, .max = 1L << 30,
+      .doc = "MiB of input files one key's active sessions may hold (429 beyond)" },
+    /* The seed service's limits: 200 files and 25 MB per session. */
+    { .name = "MAX_FILES", .type = CFG_INT, .roles = CFG_ALL, .section = CFG_SEC_API,
+      .field = CFG_FIELD(max_files), .def = "200", .min = 1, .max = 100000,
+      .doc = "files per session" },
+    { .name = "MAX_SESSION_BYTES", .type = CFG_INT, .roles = CFG_ALL,
+      .section = CFG_SEC_API, .field = CFG_FIELD(max_session_bytes), .def = "26214400",
+      .note = "25 MiB", .min = 1, .max = 1L << 40,
+      .doc = "bytes of file content per session" },
+    /* JSON escaping can grow content (\n, \", \uXXXX); two times the session
+     * size plus room for paths and framing covers ordinary sources while
+     * still refusing a runaway upload from its Content-Length alone. */
+    { .name = "MAX_BODY_BYTES", .type = CFG_INT, .roles = CFG_ALL, .section = CFG_SEC_API,
+      .field = CFG_FIELD(max_body_bytes), .note = "2 × `MAX_SESSION_BYTES` + 1 MiB",
+      .min = 1024, .max = 1L << 41, .hook = cfg_hook_max_body,
+      .doc = "request body size, refused from `Content-Length` before reading" },
+    /* A prompt is instructions, not data: 256 KiB is generous. */
+    { .name = "MAX_PROMPT_BYTES", .type = CFG_INT, .roles = CFG_ALL, .section = CFG_SEC_API,
+      .field = CFG_FIELD(max_prompt_bytes), .def = "262144", .min = 1, .max = 16L << 20,
+      .doc = "prompt size" },
+    /* A session may live a week at most: it holds disk space until it ends. */
+    { .name = "MAX_TTL_S", .type = CFG_INT, .roles = CFG_ALL, .section = CFG_SEC_API,
+      .field = CFG_FIELD(max_ttl_s), .def = "604800", .note = "7 days", .min = 1,
+      .max = 10L * 365 * 24 * 3600,
+      .doc = "largest `ttl_seconds`" },
+    { .name = "DEFAULT_TTL_S", .type = CFG_INT, .roles = CFG_ALL, .section = CFG_SEC_API,
+      .field = CFG_FIELD(default_ttl_s), .def = "3600", .min = 1, .max = LONG_MAX,
+      .cap = "MAX_TTL_S",
+      .doc = "session lifetime when `ttl_seconds` is omitted" },
+    { .name = "MAX_JOB_TIMEOUT_S", .type = CFG_INT, .roles = CFG_ALL,
+      .section = CFG_SEC_API, .field = CFG_FIELD(max_job_timeout_s), .def = "1800",
+      .min = 1, .max = 24L * 3600,
+      .doc = "largest `timeout_s`" },
+    { .name = "DEFAULT_JOB_TIMEOUT_S", .type = CFG_INT, .roles = CFG_ALL,
+      .section = CFG_SEC_API, .field = CFG_FIELD(default_job_timeout_s), .def = "600",
+      .min = 1, .max = LONG_MAX, .cap = "MAX_JOB_TIMEOUT_S",
+      .doc = "job timeout when `timeout_s` is omitted" },
+    { .name = "DEFAULT_MODEL", .type = CFG_STR, .roles = CFG_ALL, .section = CFG_SEC_API,
+      .field = CFG_FIELD(default_model), .def = "anthropic/claude-3-5-sonnet-latest",
+      .hook = cfg_hook_default_model,
+      .doc = "model when a job names none" },
+
+    /* ---- worker ---- */
+    { .name = "WORKER_CONCURRENCY", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(worker_concurrency), .def = "2",
+      .min = 1, .max = 64,
+      .doc = "jobs one worker process runs at once" },
+    { .name = "WORKER_ID", .type = CFG_STR, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(worker_id), .note = "`host:pid`",
+      .hook = cfg_hook_worker_id,
+      .doc = "name recorded in `jobs.worker_id`" },
+    { .name = "WORKER_GRACE_S", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(worker_grace_s), .def = "30",
+      .min = 0, .max = 24L * 3600,
+      .doc = "on SIGTERM, how long running jobs may finish before they are handed back" },
+    { .name = "OPENCODE_BIN", .type = CFG_PATH, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(opencode_bin),
+      .def = "node_modules/.bin/opencode", .hook = cfg_hook_opencode_bin,
+      .doc = "the opencode executable" },
+    /* Its contents are kept (agent_config_json), not its path. The file may
+     * hold provider keys: AGENT_ENV may not pass its name. */
+    { .name = "AGENT_CONFIG_FILE", .type = CFG_PATH, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .hook = cfg_hook_agent_config, .flags = CFG_F_SECRET,
+      .doc = "opencode configuration JSON (providers, models) given to the agent" },
+    { .name = "AGENT_ENV", .type = CFG_LIST, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .hook = cfg_hook_agent_env,
+      .doc = "extra variable names passed to the agent, comma-separated, added to "
+             "`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`, `GEMINI_API_KEY`, `OPENROUTER_API_KEY`" },
+    { .name = "AGENT_SANDBOX", .type = CFG_ENUM, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(sandbox), .def = "bwrap",
+      .choices = cfg_sandbox_names,
+      .doc = "`bwrap`, or `none` to run the agent unsandboxed (explicit opt-out)" },
+    { .name = "BWRAP_BIN", .type = CFG_PATH, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(bwrap_bin), .def = "/usr/bin/bwrap",
+      .hook = cfg_hook_bwrap_bin,
+      .doc = "bubblewrap executable" },
+    /* opencode's event stream kept per job in the database (its tail). */
+    { .name = "MAX_STDOUT_BYTES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(max_stdout_bytes), .def = "1048576",
+      .min = 1024, .max = 64L << 20,
+      .doc = "tail of opencode's event stream kept per job" },
+    /* Each live sandbox runs under a uid of its own from this range, leased
+     * through lock files that only this host sees: RLIMIT_NPROC then counts
+     * one job's processes, and nothing the agent writes belongs to root. */
+    { .name = "AGENT_UID_RANGE", .type = CFG_STR, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .def = "200000-200999", .hook = cfg_hook_uid_range,
+      .doc = "uids leased to running sandboxes, one each (`FIRST-LAST`); give each host's "
+             "workers the same range and a host-local `AGENT_UID_LOCK_DIR`" },
+    { .name = "AGENT_UID_LOCK_DIR", .type = CFG_PATH, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(agent_uid_lock_dir),
+      .def = "/run/opencode-agent-uids",
+      .doc = "host-local folder of the uid leases' lock files (never on NFS)" },
+    { .name = "AGENT_NICE", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(agent_nice), .def = "10", .min = 0,
+      .max = 19, .doc = "scheduling niceness of the agent's processes" },
+    /* opencode itself takes about 0.6 GiB. */
+    { .name = "JOB_MAX_MEMORY_MB", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_memory_mb), .def = "4096",
+      .min = 64, .max = 1L << 30,
+      .doc = "resident memory of one job's processes together" },
+    /* opencode (a Bun binary) runs a few dozen threads; each counts. */
+    { .name = "JOB_MAX_PROCS", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_procs), .def = "1024",
+      .min = 16, .max = 1000000,
+      .doc = "processes and threads of one job (`RLIMIT_NPROC` of its uid)" },
+    { .name = "JOB_MAX_CPU_S", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_cpu_s), .def = "3600",
+      .min = 1, .max = 1L << 30,
+      .doc = "CPU seconds of one job's processes together" },
+    { .name = "JOB_MAX_DISK_MB", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_disk_mb), .def = "2048",
+      .min = 1, .max = 1L << 30,
+      .doc = "MiB a running job's workspace and HOME may hold (also its largest file)" },
+    { .name = "JOB_TMP_MB", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_tmp_mb), .def = "512", .min = 1,
+      .max = 1L << 20, .doc = "size of the sandbox's `/tmp` (a tmpfs, in memory)" },
+    { .name = "JOB_MAX_OPEN_FILES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_open_files), .def = "4096",
+      .min = 64, .max = 1048576, .doc = "open files per agent process (`RLIMIT_NOFILE`)" },
+    { .name = "JOB_WATCHDOG_MS", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_watchdog_ms), .def = "500",
+      .min = 50, .max = 60000,
+      .doc = "how often a running job's memory, CPU and disk are sampled" },
+    { .name = "CGROUP_ROOT", .type = CFG_PATH, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(cgroup_root),
+      .doc = "a cgroup v2 folder delegated to this worker: each job also gets "
+             "`memory.max`, `pids.max` and `cpu.max` there (unset: rlimits and the "
+             "watchdog only)" },
+    { .name = "JOB_MAX_OUTPUT_FILES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_output_files), .def = "10000",
+      .min = 1, .max = 10000000, .doc = "files a job may leave as its outputs" },
+    { .name = "JOB_MAX_OUTPUT_BYTES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_output_bytes),
+      .def = "1073741824", .note = "1 GiB", .min = 1, .max = 1L << 50,
+      .doc = "bytes a job may leave as its outputs" },
+
+    /* ---- janitor ---- */
+    { .name = "JANITOR_INTERVAL_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(janitor_interval_s), .def = "60",
+      .min = 1, .max = 24L * 3600,
+      .doc = "seconds between passes" },
+    { .name = "JOB_RETENTION_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(job_retention_s), .def = "604800",
+      .note = "7 days", .min = 60, .max = 10L * 365 * 24 * 3600,
+      .doc = "how long rows of ended sessions (and their jobs) are kept" },
+    /* A queued job whose message is this old is announced again; a duplicate
+     * costs a worker one look at the job row. */
+    { .name = "JOB_REPUBLISH_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(job_republish_s), .def = "600",
+      .min = 5, .max = 7L * 24 * 3600,
+      .doc = "a queued job whose last announcement is older is announced again (the "
+             "broker may have lost it)" },
+    /* A session folder that fails to go is retried after this, doubling up
+     * to a day, so a poisoned folder never blocks the others. */
+    { .name = "JANITOR_RETRY_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(janitor_retry_s), .def = "300",
+      .min = 1, .max = 24L * 3600,
+      .doc = "first wait before a folder that failed to go is tried again (doubles, up "
+             "to a day)" },
+    { .name = "JANITOR_BATCH", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(janitor_batch), .def = "500",
+      .min = 1, .max = 100000,
+      .doc = "rows one bulk statement of a pass handles; a pass repeats until done" },
+    { .name = "JANITOR_BUDGET_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(janitor_budget_s), .def = "50",
+      .min = 1, .max = 24L * 3600,
+      .doc = "time one pass may take before it leaves the rest to the next" },
+    /* Old workspaces of a live session hold disk; the current one never goes. */
+    { .name = "SESSION_KEEP_JOBS", .type = CFG_INT, .roles = CFG_ROLE_JANITOR | CFG_ROLE_API,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(session_keep_jobs), .def = "20",
+      .min = 1, .max = 1000000,
+      .doc = "ended jobs of a live session whose outputs are kept (the newest; the "
+             "session's current files always); older ones answer 410" },
+};
+
+#define CFG_NVARS (sizeof(cfg_vars) / sizeof(cfg_vars[0]))
+
+static const struct cfg_var *cfg_find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < CFG_NVARS; i++)
+        if (strlen(cfg_vars[i].name) == n && memcmp(cfg_vars[i].name, name, n) == 0)
+            return &cfg_vars[i];
+    return NULL;
+}
+
+const char *cfg_var_name(size_t i)
+{
+    return i < CFG_NVARS ? cfg_vars[i].name : NULL;
+}
+
+/* ---- Names per-session env may not use ---------------------------------- */
+
+/* The service's own secrets: never handed to the agent. */
+static int cfg_is_service_secret(const char *name, size_t n)
+{
+    static const char *const libpq[] = { "PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE" };
+    const struct cfg_var *v = cfg_find(name, n);
+    if (v != NULL)
+        return v->type == CFG_SECRET || (v->flags & CFG_F_SECRET) != 0;
+    for (size_t i = 0; i < sizeof(libpq) / sizeof(libpq[0]); i++)
+        if (strlen(libpq[i]) == n && memcmp(libpq[i], name, n) == 0)
+            return 1;
+    return 0;
+}
+
+int cfg_env_name_reserved(const char *name)
+{
+    /* Besides every name in cfg_vars[]: what the worker sets for the agent,
+     * loader and interpreter hooks, and the prefixes of the service's own
+     * names (so that a variable added later is reserved already). */
+    static const char *const exact[] = {
+        "HOME", "PATH", "SHELL", "USER", "LOGNAME", "TMPDIR", "PWD",
+        "BASH_ENV", "ENV", "NODE_OPTIONS", "NODE_PATH", "PYTHONPATH", "PYTHONSTARTUP",
+        "PERL5OPT", "RUBYOPT", "GCONV_PATH", "HOSTALIASES", "RESOLV_HOST_CONF",
+        "LOCALDOMAIN", "NLSPATH", "MALLOC_CHECK_", "OPENSSL_CONF",
+    };
+    static const char *const prefixes[] = {
+        "LD_", "PG", "AMQP_", "OPENCODE_", "AGENT_", "WORKER_", "JOB_",
+        "MAX_", "DEFAULT_", "JANITOR_", "BWRAP_", "GLIBC_", "BUN_",
+    };
+    if (cfg_find(name, strlen(name)) != NULL)
+        return 1;
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (strcmp(name, exact[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- README ------------------------------------------------------------- */
+
+static void cfg_write_default(FILE *f, const struct cfg_var *v)
+{
+    if (v->def == NULL)
+        fputs(v->note != NULL ? v->note : "(none)", f);
+    else if (v->note == NULL)
+        fprintf(f, "`%s`", v->def);
+    else
+        fprintf(f, "`%s` (%s)", v->def, v->note);
+}
+
+int cfg_write_markdown(FILE *f)
+{
+    size_t nsec = sizeof(cfg_section_title) / sizeof(cfg_section_title[0]);
+    for (size_t s = 0; s < nsec; s++) {
+        fprintf(f, "%s### %s\n\n| variable | default | meaning |\n|---|---|---|\n",
+                s == 0 ? "" : "\n", cfg_section_title[s]);
+        for (size_t i = 0; i < CFG_NVARS; i++) {
+            const struct cfg_var *v = &cfg_vars[i];
+            if (v->section != s)
+                continue;
+            fprintf(f, "| `%s` | ", v->name);
+            cfg_write_default(f, v);
+            fprintf(f, " | %s |\n", v->doc);
+        }
+    }
+    return ferror(f) ? -1 : 0;
+}
+
 /* ---- Loading ------------------------------------------------------------ */
+
+/* A CFG_INT row's upper bound: its max, lowered to its cap's value. */
+static long cfg_max(const struct cfg *c, const struct cfg_var *v)
+{
+    const struct cfg_var *cap = v->cap ? cfg_find(v->cap, strlen(v->cap)) : NULL;
+    if (cap == NULL)
+        return v->max;
+    long capv = *(const long *)(const void *)((const char *)c + (cap->field - 1));
+    return capv < v->max ? capv : v->max;
+}
+
+static int cfg_set_long(struct cfg *c, const struct cfg_var *v, const char *raw,
+                        char *err, size_t err_len)
+{
+    long *out = cfg_at(c, v);
+    long max = cfg_max(c, v), def;
+    if (raw == NULL) {
+        if (v->def == NULL)
+            return 0;            /* computed by the row's hook */
+        if (cfg_parse_long(v->def, LONG_MIN, LONG_MAX, &def) != 0)
+            return cfg_fail(err, err_len, "%s: bad built-in default \"%s\"", v->name, v->def);
+        *out = cfg_clamp(def, v->min, max);
+        return 0;
+    }
+    if (cfg_parse_long(raw, v->min, max, out) != 0)
+        return cfg_fail(err, err_len, "%s must be an integer from %ld to %ld (got \"%s\")",
+                        v->name, v->min, max, raw);
+    return 0;
+}
+
+/* Stores the index of val in v->choices; refuses other values with
+ * NAME must be "a", "b" or "c" (got "x"). */
+static int cfg_set_enum(struct cfg *c, const struct cfg_var *v, const char *val,
+                        char *err, size_t err_len)
+{
+    size_t n = 0;
+    while (v->choices[n] != NULL)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        if (val != NULL && strcmp(val, v->choices[i]) == 0) {
+            *(int *)cfg_at(c, v) = (int)i;
+            return 0;
+        }
+    char list[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof(list); i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        int w = snprintf(list + len, sizeof(list) - len, "%s\"%s\"", sep, v->choices[i]);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    return cfg_fail(err, err_len, "%s must be %s (got \"%s\")", v->name, list,
+                    val != NULL ? val : "");
+}
+
+static int cfg_set_str(struct cfg *c, const struct cfg_var *v, const char *val,
+                       char *err, size_t err_len)
+{
+    char **out = cfg_at(c, v);
+    if (val == NULL)
+        return 0;
+    *out = strdup(val);
+    if (*out == NULL)
+        return cfg_fail(err, err_len, "out of memory reading %s", v->name);
+    return 0;
+}
+
+/* One row: the generic step for its type stores its field, then its hook
+ * runs. An empty variable counts as unset. */
+static int cfg_load_var(struct cfg *c, const struct cfg_var *v, char *err, size_t err_len)
+{
+    const char *raw = cfg_env(v->name);
+    const char *val = raw != NULL ? raw : v->def;
+    int rc = 0;
+    if (v->field != 0) {
+        if (v->type == CFG_INT)
+            rc = cfg_set_long(c, v, raw, err, err_len);
+        else if (v->type == CFG_ENUM)
+            rc = cfg_set_enum(c, v, val, err, err_len);
+        else
+            rc = cfg_set_str(c, v, val, err, err_len);
+    }
+    if (rc == 0 && v->hook != NULL)
+        rc = v->hook(c, v, val, err, err_len);
+    return rc;
+}
 
 void cfg_free(struct cfg *c)
 {
-    free(c->database_url);
-    free(c->amqp_url);
-    free(c->amqp_queue);
-    free(c->data_dir);
-    free(c->default_model);
-    free(c->api_key);
-    free(c->api_listen);
-    free(c->worker_id);
-    free(c->opencode_bin);
+    for (size_t i = 0; i < CFG_NVARS; i++) {
+        const struct cfg_var *v = &cfg_vars[i];
+        if (v->field != 0 && v->type != CFG_INT && v->type != CFG_ENUM)
+            free(*(char **)cfg_at(c, v));
+    }
     free(c->agent_config_json);
-    free(c->bwrap_bin);
     for (size_t i = 0; i < c->agent_env_count; i++)
         free(c->agent_env[i]);
     memset(c, 0, sizeof(*c));
 }
 
-int cfg_model_valid(const char *m)
-{
-    const char *slash = strchr(m, '/');
-    if (slash == NULL || slash == m || slash[1] == '\0' || strlen(m) > 200)
-        return 0;
-    for (const char *p = m; *p; p++)
-        if (!isgraph((unsigned char)*p))
-            return 0;
-    return 1;
-}
-
-static int cfg_load_limits(struct cfg *c, char *err, size_t err_len)
-{
-    if (cfg_long("MAX_FILES", DEF_MAX_FILES, 1, 100000, &c->max_files, err, err_len) ||
-        cfg_long("MAX_SESSION_BYTES", DEF_MAX_SESSION_BYTES, 1, 1L << 40,
-                 &c->max_session_bytes, err, err_len) ||
-        cfg_long("MAX_BODY_BYTES", 2 * c->max_session_bytes + 1024L * 1024, 1024, 1L << 41,
-                 &c->max_body_bytes, err, err_len) ||
-        cfg_long("MAX_PROMPT_BYTES", DEF_MAX_PROMPT_BYTES, 1, 16L << 20,
-                 &c->max_prompt_bytes, err, err_len) ||
-        cfg_long("MAX_TTL_S", DEF_MAX_TTL_S, 1, 10L * 365 * 24 * 3600, &c->max_ttl_s,
-                 err, err_len) ||
-        cfg_long("DEFAULT_TTL_S", DEF_TTL_S, 1, c->max_ttl_s, &c->default_ttl_s,
-                 err, err_len) ||
-        cfg_long("MAX_JOB_TIMEOUT_S", DEF_MAX_JOB_TIMEOUT_S, 1, 24L * 3600,
-                 &c->max_job_timeout_s, err, err_len) ||
-        cfg_long("DEFAULT_JOB_TIMEOUT_S", DEF_JOB_TIMEOUT_S, 1, c->max_job_timeout_s,
-                 &c->default_job_timeout_s, err, err_len) ||
-        cfg_str("DEFAULT_MODEL", DEF_MODEL, &c->default_model, err, err_len))
-        return -1;
-    if (!cfg_model_valid(c->default_model))
-        return cfg_fail(err, err_len, "DEFAULT_MODEL must look like provider/model (got \"%s\")",
-                        c->default_model);
-    return 0;
-}
-
-static int cfg_load_worker(struct cfg *c, char *err, size_t err_len)
-{
-    char *bin = NULL;
-    if (cfg_long("WORKER_CONCURRENCY", DEF_WORKER_CONCURRENCY, 1, 64,
-                 &c->worker_concurrency, err, err_len) ||
-        cfg_long("JOB_MAX_ATTEMPTS", DEF_JOB_MAX_ATTEMPTS, 1, 100, &c->job_max_attempts,
-                 err, err_len) ||
-        cfg_long("WORKER_GRACE_S", DEF_WORKER_GRACE_S, 0, 24L * 3600, &c->worker_grace_s,
-                 err, err_len) ||
-        cfg_long("MAX_STDOUT_BYTES", DEF_MAX_STDOUT_BYTES, 1024, 64L << 20,
-                 &c->max_stdout_bytes, err, err_len) ||
-        cfg_str("OPENCODE_BIN", "node_modules/.bin/opencode", &bin, err, err_len) ||
-        cfg_str("BWRAP_BIN", "/usr/bin/bwrap", &c->bwrap_bin, err, err_len) ||
-        cfg_load_agent_env(c, err, err_len))
-        goto fail;
-
-    if (cfg_env("WORKER_ID") != NULL) {
-        if (cfg_str("WORKER_ID", NULL, &c->worker_id, err, err_len))
-            goto fail;
-    } else {
-        char host[256] = "worker";
-        gethostname(host, sizeof(host) - 1);
-        host[sizeof(host) - 1] = '\0';
-        char id[300];
-        snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
-        c->worker_id = strdup(id);
-    }
-
-    /* realpath() both checks that it exists and gives the sandbox an
-     * absolute path to bind. */
-    c->opencode_bin = realpath(bin, NULL);
-    struct stat st;
-    if (c->opencode_bin == NULL || stat(c->opencode_bin, &st) != 0 || !S_ISREG(st.st_mode) ||
-        access(c->opencode_bin, X_OK) != 0) {
-        cfg_fail(err, err_len, "OPENCODE_BIN \"%s\" is not an executable file", bin);
-        goto fail;
-    }
-    free(bin);
-    bin = NULL;
-
-    const char *sb = cfg_env("AGENT_SANDBOX");
-    if (sb == NULL || strcmp(sb, "bwrap") == 0) {
-        c->sandbox = CFG_SANDBOX_BWRAP;
-        if (access(c->bwrap_bin, X_OK) != 0) {
-            cfg_fail(err, err_len,
-                     "AGENT_SANDBOX is bwrap but BWRAP_BIN \"%s\" is not executable "
-                     "(install bubblewrap, or set AGENT_SANDBOX=none to run the agent "
-                     "unsandboxed)", c->bwrap_bin);
-            goto fail;
-        }
-    } else if (strcmp(sb, "none") == 0) {
-        c->sandbox = CFG_SANDBOX_NONE;
-    } else {
-        cfg_fail(err, err_len, "AGENT_SANDBOX must be \"bwrap\" or \"none\" (got \"%s\")", sb);
-        goto fail;
-    }
-
-    const char *acf = cfg_env("AGENT_CONFIG_FILE");
-    if (acf != NULL) {
-        c->agent_config_json = cfg_read_file(acf, 1024 * 1024);
-        if (c->agent_config_json == NULL) {
-            cfg_fail(err, err_len, "AGENT_CONFIG_FILE \"%s\" could not be read: %s", acf,
-                     strerror(errno));
-            goto fail;
-        }
-        cJSON *j = cJSON_Parse(c->agent_config_json);
-        int ok = cJSON_IsObject(j);
-        cJSON_Delete(j);
-        if (!ok) {
-            cfg_fail(err, err_len, "AGENT_CONFIG_FILE \"%s\" is not a JSON object", acf);
-            goto fail;
-        }
-    }
-    return 0;
-
-fail:
-    free(bin);
-    return -1;
-}
-
 int cfg_load(struct cfg *c, unsigned roles, char *err, size_t err_len)
 {
     memset(c, 0, sizeof(*c));
-
-    const char *env_file = cfg_env("ENV_FILE");
-    if (cfg_load_env_file(env_file ? env_file : ".env", err, err_len) != 0)
-        return -1;
-
-    const char *lvl = cfg_env("LOG_LEVEL");
-    c->log_level = lvl ? log_level_parse(lvl) : LOG_INFO;
-    if (c->log_level < 0)
-        return cfg_fail(err, err_len, "LOG_LEVEL must be debug, info, warn or error");
-
-    char *data_dir = NULL;
-    if (cfg_str("DATABASE_URL", NULL, &c->database_url, err, err_len) ||
-        cfg_str("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/", &c->amqp_url, err,
-                err_len) ||
-        cfg_str("AMQP_QUEUE", "opencode.jobs", &c->amqp_queue, err, err_len) ||
-        cfg_str("DATA_DIR", "var/data", &data_dir, err, err_len))
-        goto fail;
-    if (c->database_url == NULL) {
-        cfg_fail(err, err_len, "DATABASE_URL is not set (a libpq connection string, "
-                               "e.g. postgresql://user:pass@127.0.0.1:5432/opencode)");
-        goto fail;
-    }
-    if (strncmp(c->amqp_url, "amqp://", 7) != 0) {
-        cfg_fail(err, err_len, "AMQP_URL must start with amqp://");
-        goto fail;
-    }
-    c->data_dir = cfg_absolute(data_dir);
-    free(data_dir);
-    data_dir = NULL;
-    if (c->data_dir == NULL) {
-        cfg_fail(err, err_len, "DATA_DIR could not be made absolute");
-        goto fail;
-    }
-
-    if (cfg_load_limits(c, err, err_len) != 0)
-        goto fail;
-
-    if (roles & CFG_ROLE_API) {
-        if (cfg_str("API_KEY", NULL, &c->api_key, err, err_len) ||
-            cfg_str("API_LISTEN", DEF_API_LISTEN, &c->api_listen, err, err_len) ||
-            cfg_long("API_THREADS", DEF_API_THREADS, 2, 1024, &c->api_threads, err,
-                     err_len))
-            goto fail;
-        if (c->api_key == NULL) {
-            cfg_fail(err, err_len, "API_KEY is not set: refusing to serve without a key "
-                                   "(generate one with: openssl rand -hex 32)");
-            goto fail;
+    for (size_t i = 0; i < CFG_NVARS; i++) {
+        if ((cfg_vars[i].roles & roles) == 0)
+            continue;
+        if (cfg_load_var(c, &cfg_vars[i], err, err_len) != 0) {
+            cfg_free(c);
+            return -1;
         }
-        if (strlen(c->api_key) < 16) {
-            cfg_fail(err, err_len, "API_KEY is too short (at least 16 characters)");
-            goto fail;
-        }
-    }
-
-    if (roles & (CFG_ROLE_WORKER | CFG_ROLE_JANITOR | CFG_ROLE_API)) {
-        if (cfg_long("JOB_LEASE_S", DEF_JOB_LEASE_S, 3, 3600, &c->job_lease_s, err,
-                     err_len) ||
-            cfg_long("JOB_MAX_ATTEMPTS", DEF_JOB_MAX_ATTEMPTS, 1, 100,
-                     &c->job_max_attempts, err, err_len))
-            goto fail;
-    }
-
-    if ((roles & CFG_ROLE_WORKER) && cfg_load_worker(c, err, err_len) != 0)
-        goto fail;
-
-    if (roles & CFG_ROLE_JANITOR) {
-        if (cfg_long("JANITOR_INTERVAL_S", DEF_JANITOR_INTERVAL_S, 1, 24L * 3600,
-                     &c->janitor_interval_s, err, err_len) ||
-            cfg_long("JOB_RETENTION_S", DEF_JOB_RETENTION_S, 60, 10L * 365 * 24 * 3600,
-                     &c->job_retention_s, err, err_len) ||
-            cfg_long("JOB_REPUBLISH_S", DEF_JOB_REPUBLISH_S, 5, 7L * 24 * 3600,
-                     &c->job_republish_s, err, err_len))
-            goto fail;
     }
     return 0;
-
-fail:
-    free(data_dir);
-    cfg_free(c);
-    return -1;
 }

@@ -7,11 +7,16 @@
  * then from an optional .env file (ENV_FILE, default ./.env) for names the
  * environment does not set. A bad value stops the program with a message
  * that names the variable.
+ *
+ * Every variable is one row of the table in config.c (name, type, default,
+ * bounds, the programs that read it, its field below and its README text);
+ * README's configuration tables are generated from it (cfg_write_markdown).
  */
 #ifndef OC_CONFIG_H
 #define OC_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Which parts of the configuration a program needs; cfg_load() insists on
  * the required variables of those parts only. */
@@ -20,6 +25,11 @@ enum cfg_role {
     CFG_ROLE_WORKER  = 1 << 1,
     CFG_ROLE_JANITOR = 1 << 2,
     CFG_ROLE_ADMIN   = 1 << 3,   /* migrate, keys: database only */
+};
+
+enum cfg_log_format {
+    CFG_LOG_TEXT,                /* time level program event key=value... */
+    CFG_LOG_JSON,                /* one JSON object per line */
 };
 
 enum cfg_sandbox {
@@ -36,6 +46,8 @@ struct cfg {
     char  *amqp_queue;           /* AMQP_QUEUE */
     char  *data_dir;             /* DATA_DIR: absolute; sessions/ lives here */
     int    log_level;            /* LOG_LEVEL: see log.h */
+    enum cfg_log_format log_format; /* LOG_FORMAT */
+    char  *metrics_listen;       /* METRICS_LISTEN: host:port of /metrics, NULL: off */
 
     /* limits (api); each one's reason is in config.c */
     long   max_files;            /* MAX_FILES */
@@ -52,6 +64,12 @@ struct cfg {
     char  *api_key;              /* API_KEY: bootstrap key */
     char  *api_listen;           /* API_LISTEN: civetweb listening_ports */
     long   api_threads;          /* API_THREADS */
+    long   api_db_pool;          /* API_DB_POOL: database connections */
+    long   api_request_timeout_ms;/* API_REQUEST_TIMEOUT_MS */
+    char  *cors_allow_origins;   /* CORS_ALLOW_ORIGINS: "*" or a comma-separated list, NULL: off */
+    long   key_max_active_sessions; /* KEY_MAX_ACTIVE_SESSIONS: default per key */
+    long   key_max_queued_jobs;  /* KEY_MAX_QUEUED_JOBS: default per key */
+    long   key_max_stored_mb;    /* KEY_MAX_STORED_MB: default per key */
 
     /* worker */
     long   worker_concurrency;   /* WORKER_CONCURRENCY */
@@ -66,11 +84,29 @@ struct cfg {
     long   job_max_attempts;     /* JOB_MAX_ATTEMPTS */
     long   worker_grace_s;       /* WORKER_GRACE_S */
     long   max_stdout_bytes;     /* MAX_STDOUT_BYTES: kept per job */
+    long   agent_uid_min;        /* AGENT_UID_RANGE: first uid leased to sandboxes */
+    long   agent_uid_max;        /*   ... and the last */
+    char  *agent_uid_lock_dir;   /* AGENT_UID_LOCK_DIR: host-local lock files */
+    long   agent_nice;           /* AGENT_NICE */
+    long   job_max_memory_mb;    /* JOB_MAX_MEMORY_MB */
+    long   job_max_procs;        /* JOB_MAX_PROCS */
+    long   job_max_cpu_s;        /* JOB_MAX_CPU_S */
+    long   job_max_disk_mb;      /* JOB_MAX_DISK_MB */
+    long   job_tmp_mb;           /* JOB_TMP_MB */
+    long   job_max_open_files;   /* JOB_MAX_OPEN_FILES */
+    long   job_watchdog_ms;      /* JOB_WATCHDOG_MS */
+    char  *cgroup_root;          /* CGROUP_ROOT: delegated cgroup v2 folder, or NULL */
+    long   job_max_output_files; /* JOB_MAX_OUTPUT_FILES */
+    long   job_max_output_bytes; /* JOB_MAX_OUTPUT_BYTES */
 
     /* janitor */
     long   janitor_interval_s;   /* JANITOR_INTERVAL_S */
     long   job_retention_s;      /* JOB_RETENTION_S */
     long   job_republish_s;      /* JOB_REPUBLISH_S */
+    long   janitor_retry_s;      /* JANITOR_RETRY_S: first backoff of a folder that failed to go */
+    long   janitor_batch;        /* JANITOR_BATCH: rows per bulk statement */
+    long   janitor_budget_s;     /* JANITOR_BUDGET_S: time one pass may take */
+    long   session_keep_jobs;    /* SESSION_KEEP_JOBS: job workspaces kept per live session */
 };
 
 /*
@@ -104,6 +140,18 @@ int cfg_model_valid(const char *m);
 
 /* 1 when name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, <= 128. */
 int cfg_env_name_valid(const char *name);
+
+/*
+ * Writes README's configuration tables (a "### section" heading and a
+ * variable | default | meaning table per program group) from the table, as
+ * they appear between README's config-table markers. Returns 0, or -1 on a
+ * write error. The unit test test_config compares the two (and prints
+ * these tables with: test_config --markdown).
+ */
+int cfg_write_markdown(FILE *f);
+
+/* The name of the i-th configuration variable, or NULL past the last. */
+const char *cfg_var_name(size_t i);
 
 /*
  * Reads NAME=value lines from path into the environment, without replacing

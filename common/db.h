@@ -1,16 +1,28 @@
 /*
- * db.h - PostgreSQL connections shared by the api, workers and janitor.
+ * db.h - the service's PostgreSQL handle, its prepared statements and the
+ * API's bounded connection pool.
  *
- * A PGconn belongs to one thread. db_ensure() is called before each use:
- * it reconnects a connection that broke (database restarted) so every
- * program recovers from an outage without a restart. Queries always pass
- * parameters apart from the SQL text.
+ * A struct db is one connection plus what it needs to recover by itself:
+ * the URL, the application name and which statements it has prepared.
+ * Only common/db*.c and common/store*.c see libpq; everything else holds a
+ * struct db and calls store_*() (store.h).
+ *
+ * Threading: a struct db belongs to one thread at a time. A struct
+ * db_pool may be used from any thread.
+ *
+ * Statements: every statement that runs per request or per job is a
+ * static struct db_stmt (DB_STMT below). db_run() prepares it on its
+ * first use on a connection and runs the prepared form from then on; a
+ * reconnect forgets what was prepared, so nothing goes stale.
  */
 #ifndef OC_DB_H
 #define OC_DB_H
 
-#include <libpq-fe.h>
 #include <stddef.h>
+
+struct db;
+struct db_pool;
+struct pg_result;
 
 /* Result of a statement, sorted the way callers need to react. */
 enum db_rc {
@@ -21,36 +33,90 @@ enum db_rc {
     DB_ERROR       = -4,   /* anything else: a bug or a bad schema */
 };
 
-/* Connects (application_name set, TCP keepalives on, a 10 s connect
- * timeout). Returns the connection, or NULL with a reason in err. */
-PGconn *db_connect(const char *url, const char *app_name, char *err, size_t err_len);
+/* A statement with n text parameters ($1..$n), prepared once per
+ * connection. name is for logs ("job.claim"). */
+struct db_stmt {
+    const char *name;
+    const char *sql;
+    int         nparams;
+};
+#define DB_STMT(var, name_, n_, sql_) \
+    static const struct db_stmt var = { name_, sql_, n_ }
 
-/* Makes *conn usable: connects when NULL, resets it when broken. Returns
- * DB_OK or DB_UNAVAILABLE. */
-int db_ensure(PGconn **conn, const char *url, const char *app_name);
+/* Most statements one connection prepares (bookkeeping is a fixed table). */
+#define DB_MAX_STMTS 96
 
-/* Runs sql with n text parameters. Returns the result (caller PQclear()s)
- * with *rc set to DB_OK, or NULL with *rc set to the error class. The
- * error is logged under event. */
-PGresult *db_query(PGconn *conn, const char *event, const char *sql, int n,
-                   const char *const *params, int *rc);
+/* A handle for url, not yet connected (db_ensure() connects). Aborts when
+ * out of memory. Free with db_free(), which accepts NULL. */
+struct db *db_new(const char *url, const char *app_name);
+void db_free(struct db *db);
 
-/* Like db_query() for statements whose rows are not needed: returns the
- * number of rows affected (>= 0) or a negative enum db_rc. */
-long db_exec(PGconn *conn, const char *event, const char *sql, int n,
-             const char *const *params);
+/*
+ * Bounds how long this handle may wait on a server that stopped answering
+ * (a network partition): a statement whose data the server does not
+ * acknowledge fails after ms (TCP_USER_TIMEOUT), and a connection attempt
+ * after max(2 s, ms). Applies to connections made from then on; 0 (the
+ * default) keeps 10 s for connecting and the kernel's retransmission
+ * timeout for statements. The worker sets a third of its lease, so that
+ * it notices a lost lease in time.
+ */
+void db_set_io_timeout(struct db *db, int ms);
+
+/*
+ * Makes the connection usable: connects when it is not, replaces it when
+ * it broke (the server restarted) or when its socket has something to say
+ * while idle. Returns DB_OK or DB_UNAVAILABLE (the reason is logged once
+ * per outage, and copied to err when err is not NULL).
+ */
+int db_ensure(struct db *db, char *err, size_t err_len);
+
+/* Runs stmt with its parameters (NULL entries are SQL NULL). Returns the
+ * result (free with db_clear()) with *rc = DB_OK, or NULL with *rc set to
+ * the error class, which is logged under stmt->name. */
+struct pg_result *db_run(struct db *db, const struct db_stmt *stmt,
+                         const char *const *params, int *rc);
+
+/* db_run() for statements whose rows are not needed: the number of rows
+ * affected (>= 0) or a negative enum db_rc. */
+long db_run_exec(struct db *db, const struct db_stmt *stmt, const char *const *params);
 
 /* BEGIN / COMMIT / ROLLBACK. Return DB_OK or an error class. ROLLBACK on
  * a broken connection is harmless. */
-int db_begin(PGconn *conn);
-int db_commit(PGconn *conn);
-void db_rollback(PGconn *conn);
+int db_begin(struct db *db);
+int db_commit(struct db *db);
+void db_rollback(struct db *db);
 
-/* Value of column name in row, or NULL when SQL NULL. Never NULL-deref:
- * an unknown column is a bug and returns NULL too. */
-const char *db_get(const PGresult *res, int row, const char *name);
+/* Runs a whole SQL script (no parameters; migrations). Returns DB_OK or an
+ * error class with the server's message in err. */
+int db_script(struct db *db, const char *sql, char *err, size_t err_len);
 
+/* Reading results (rows are 0-based; columns by name). */
+int db_rows(const struct pg_result *res);
+void db_clear(struct pg_result *res);
+/* Value of column name in row, or NULL when SQL NULL or no such column. */
+const char *db_get(const struct pg_result *res, int row, const char *name);
 /* Integer value of column name (0 when NULL or unparsable). */
-long long db_get_ll(const PGresult *res, int row, const char *name);
+long long db_get_ll(const struct pg_result *res, int row, const char *name);
+/* 1 when the boolean column is true. */
+int db_get_bool(const struct pg_result *res, int row, const char *name);
+
+/* ---- Pool (the API's request threads) ----------------------------------- */
+
+/* Up to size connections, opened on demand. Aborts when out of memory. */
+struct db_pool *db_pool_new(const char *url, const char *app_name, int size);
+void db_pool_free(struct db_pool *pool);
+
+/*
+ * Borrows a connection, waiting up to wait_ms for one to be returned when
+ * all are lent. The connection is usable (db_ensure() ran). Returns NULL
+ * when none became free in time (*rc = DB_RETRY) or the database is
+ * unreachable (*rc = DB_UNAVAILABLE). A caller waiting here holds no
+ * connection.
+ */
+struct db *db_pool_get(struct db_pool *pool, int wait_ms, int *rc);
+
+/* Returns a borrowed connection. A connection left inside a transaction
+ * is rolled back first. Accepts NULL. */
+void db_pool_put(struct db_pool *pool, struct db *db);
 
 #endif

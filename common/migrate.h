@@ -22,11 +22,12 @@ struct migration {
 extern const struct migration migrations[];
 extern const size_t migrations_count;
 
-struct pg_conn;
+struct db;
 
-/* Applies every pending migration. Returns the number applied (>= 0), or
- * -1 with a message in err. */
-int migrate_run(struct pg_conn *conn, char *err, size_t err_len);
+/* Applies every pending migration on db (connecting it first when
+ * needed). Returns the number applied (>= 0), or -1 with a message in
+ * err. */
+int migrate_run(struct db *db, char *err, size_t err_len);
 
 /* Highest migration version compiled in. */
 int migrate_latest_version(void);

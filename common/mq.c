@@ -1,6 +1,7 @@
 /* mq.c - see mq.h. */
 #include "mq.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <amqp.h>
 #include <amqp_framing.h>
@@ -58,21 +59,17 @@ static int mq_reply_ok(amqp_rpc_reply_t r, const char *what, char *err, size_t e
 struct mq *mq_open(const char *url, const char *queue, char *err, size_t err_len)
 {
     struct amqp_connection_info ci;
-    char *buf = strdup(url);        /* amqp_parse_url writes into its input */
-    struct mq *mq = calloc(1, sizeof(*mq));
-    if (buf == NULL || mq == NULL) {
-        snprintf(err, err_len, "out of memory");
-        goto fail;
-    }
+    char *buf = xstrdup(url);       /* amqp_parse_url writes into its input */
+    struct mq *mq = xcalloc(1, sizeof(*mq));
     amqp_default_connection_info(&ci);
     if (amqp_parse_url(buf, &ci) != AMQP_STATUS_OK) {
         snprintf(err, err_len, "AMQP_URL is not a valid amqp:// URL");
         goto fail;
     }
-    mq->queue = strdup(queue);
+    mq->queue = xstrdup(queue);
     mq->conn = amqp_new_connection();
     amqp_socket_t *sock = mq->conn ? amqp_tcp_socket_new(mq->conn) : NULL;
-    if (mq->queue == NULL || sock == NULL) {
+    if (sock == NULL) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
@@ -251,7 +248,8 @@ int mq_consume_stop(struct mq *mq)
     return 0;
 }
 
-int mq_next(struct mq *mq, int timeout_ms, char *id, size_t id_len, uint64_t *tag)
+enum mq_next_rc mq_next(struct mq *mq, int timeout_ms, char *id, size_t id_len,
+                        uint64_t *tag)
 {
     amqp_envelope_t env;
     struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
@@ -264,30 +262,30 @@ int mq_next(struct mq *mq, int timeout_ms, char *id, size_t id_len, uint64_t *ta
         id[n] = '\0';
         *tag = env.delivery_tag;
         amqp_destroy_envelope(&env);
-        return 1;
+        return MQ_DELIVERY;
     }
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
         r.library_error == AMQP_STATUS_TIMEOUT)
-        return 0;
+        return MQ_IDLE;
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
         r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
         /* A frame other than a delivery: a confirm or a close. */
         amqp_frame_t frame;
         if (amqp_simple_wait_frame(mq->conn, &frame) != AMQP_STATUS_OK)
-            return -1;
+            return MQ_FAILED;
         if (frame.frame_type == AMQP_FRAME_METHOD &&
             (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
              frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
              frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)) {
             log_warn("mq.consumer_closed", "method=0x%08X", frame.payload.method.id);
-            return -1;
+            return MQ_FAILED;
         }
-        return 0;
+        return MQ_IDLE;
     }
     char err[256];
     mq_reply_ok(r, "consume", err, sizeof(err));
     log_warn("mq.consume_error", "error=\"%s\"", err);
-    return -1;
+    return MQ_FAILED;
 }
 
 int mq_ack(struct mq *mq, uint64_t tag)

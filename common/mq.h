@@ -39,10 +39,16 @@ int mq_consume_start(struct mq *mq, int prefetch);
  * to the broker (nack with requeue). Returns 0 or -1. */
 int mq_consume_stop(struct mq *mq);
 
-/* Waits up to timeout_ms for a delivery. Returns 1 with the job id copied
- * to id (NUL-terminated, cut to id_len-1) and its tag in *tag, 0 on
- * timeout, -1 when the connection or channel failed. */
-int mq_next(struct mq *mq, int timeout_ms, char *id, size_t id_len, uint64_t *tag);
+enum mq_next_rc {
+    MQ_DELIVERY = 1,    /* a message: its body and tag were copied */
+    MQ_IDLE     = 0,    /* nothing arrived in time */
+    MQ_FAILED   = -1,   /* the connection or channel failed: mq_close() it */
+};
+
+/* Waits up to timeout_ms for a delivery. On MQ_DELIVERY the job id is
+ * copied to id (NUL-terminated, cut to id_len-1) and its tag to *tag. */
+enum mq_next_rc mq_next(struct mq *mq, int timeout_ms, char *id, size_t id_len,
+                        uint64_t *tag);
 
 /* Acknowledges, or hands back (requeue), one delivery. Return 0 or -1. */
 int mq_ack(struct mq *mq, uint64_t tag);

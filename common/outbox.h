@@ -11,15 +11,20 @@
 #ifndef OC_OUTBOX_H
 #define OC_OUTBOX_H
 
-struct pg_conn;
+struct db;
 struct mq;
 
+enum outbox_rc {
+    OUTBOX_OK          = 0,   /* every row taken was published */
+    OUTBOX_DB_DOWN     = -1,  /* the database failed: retry later */
+    OUTBOX_BROKER_DOWN = -2,  /* the broker failed: reopen mq with backoff */
+};
+
 /*
- * Publishes up to max outbox rows on mq. Returns the number published
- * (>= 0), or a negative value when the database or the broker failed:
- * -1 database, -2 broker (the caller then reopens mq with backoff). Rows
- * confirmed before a failure are still removed.
+ * Publishes up to max outbox rows on mq; *published gets how many (rows
+ * confirmed before a failure are still removed). Returns an enum
+ * outbox_rc.
  */
-int outbox_relay(struct pg_conn *db, struct mq *mq, int max);
+int outbox_relay(struct db *db, struct mq *mq, int max, int *published);
 
 #endif

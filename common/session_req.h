@@ -31,14 +31,24 @@ struct session_req {
     int64_t bytes;          /* sum of content lengths */
 };
 
+/* What is wrong with a body; the API maps each to its status and code. */
+enum session_req_rc {
+    SREQ_OK = 0,
+    SREQ_INVALID,           /* a missing or mistyped field */
+    SREQ_INVALID_PATH,      /* a path that breaks the path rules */
+    SREQ_TOO_MANY_FILES,    /* more than max_files */
+    SREQ_TOO_LARGE,         /* content over max_session_bytes */
+    SREQ_NO_MEMORY,         /* could not check it: out of memory */
+};
+
 /*
  * Checks a parsed body: files (count, each path valid and distinct, total
  * size), ttl_seconds, env (names valid and not reserved, values strings of
- * bounded size). Returns 0 with *out filled, or the HTTP status to answer
- * (400 limits and paths, 422 shapes and types, 500 out of memory) with a
+ * bounded size). Returns SREQ_OK with *out filled, or what is wrong with a
  * reason in detail. Messages name fields and variable names, never values.
  */
-int session_req_check(const cJSON *req, const struct session_limits *lim,
-                      struct session_req *out, char *detail, size_t detail_len);
+enum session_req_rc session_req_check(const cJSON *req, const struct session_limits *lim,
+                                      struct session_req *out, char *detail,
+                                      size_t detail_len);
 
 #endif

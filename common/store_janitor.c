@@ -1,4 +1,12 @@
-/* store_janitor.c - lease expiry, session expiry, history (see store.h). */
+/*
+ * store_janitor.c - lease expiry, session expiry, folder removal and its
+ * backoff, history, pruning of old job workspaces (see store.h). Every
+ * statement here handles at most a batch of rows (its limit parameter);
+ * the janitor repeats it until a batch comes back short.
+ *
+ * Ownership: nothing is kept; ids are copied into the caller's buffers.
+ * Threading: runs on the caller's struct db (the janitor's connection).
+ */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,26 +16,102 @@
 /* Shared by every janitor; "ocjanitr" in ASCII. */
 #define JANITOR_LOCK_KEY "7954884623930614898"
 
-int store_janitor_lock(PGconn *db)
+DB_STMT(st_janitor_lock, "janitor.lock", 0,
+    "SELECT pg_try_advisory_lock(" JANITOR_LOCK_KEY ") AS ok");
+DB_STMT(st_janitor_unlock, "janitor.unlock", 0,
+    "SELECT pg_advisory_unlock(" JANITOR_LOCK_KEY ")");
+DB_STMT(st_reap_lock, "reap.lock", 1, LOCK_SESSION_SQL);
+/* Re-checked under the lock: the worker may have renewed or finished. */
+DB_STMT(st_reap_update, "reap.update", 2,
+    "UPDATE jobs SET"
+    " status = CASE WHEN attempt < $2::int THEN 'queued' ELSE 'failed' END,"
+    " error = CASE WHEN attempt < $2::int THEN NULL ELSE"
+    "   format('worker lost: the job''s lease expired on %s after %s attempt(s)',"
+    "          worker_id, attempt) END,"
+    " error_code = CASE WHEN attempt < $2::int THEN NULL ELSE 'worker_lost' END,"
+    " finished_at = CASE WHEN attempt < $2::int THEN NULL ELSE now() END,"
+    " lease_token = NULL, lease_expires_at = NULL "
+    "WHERE id = $1 AND status = 'running' AND lease_expires_at < now() "
+    "RETURNING status, worker_id, attempt");
+DB_STMT(st_reap_next, "reap.next", 1, ENQUEUE_NEXT_SQL);
+DB_STMT(st_reap_find, "reap.find", 1,
+    "SELECT id, session_id FROM jobs WHERE status = 'running'"
+    " AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1::int");
+DB_STMT(st_jobs_republish, "jobs.republish", 2,
+    "INSERT INTO job_outbox (job_id) SELECT j.id FROM jobs j"
+    " WHERE j.status = 'queued'"
+    " AND coalesce(j.published_at, j.created_at) < now() - $1::bigint * interval '1 second'"
+    " AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.job_id = j.id)"
+    " AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.session_id = j.session_id"
+    "                 AND e.seq < j.seq AND e.status IN ('queued', 'running'))"
+    " ORDER BY j.seq LIMIT $2::int");
+/* SKIP LOCKED: a session locked by an API request that is adding a job
+ * right now is left for the next pass. */
+DB_STMT(st_sessions_expire, "sessions.expire", 1,
+    "UPDATE sessions SET status = 'expired', ended_at = now() WHERE id IN ("
+    " SELECT s.id FROM sessions s WHERE s.status = 'active' AND s.expires_at <= now()"
+    " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id"
+    "                 AND j.status IN ('queued', 'running'))"
+    " ORDER BY s.expires_at LIMIT $1::int FOR UPDATE SKIP LOCKED)");
+DB_STMT(st_sessions_to_remove, "sessions.to_remove", 1,
+    "SELECT id FROM sessions WHERE status <> 'active' AND files_removed_at IS NULL"
+    " AND (remove_after IS NULL OR remove_after <= now()) "
+    "ORDER BY ended_at LIMIT $1::int");
+/* The wait doubles per failure (remove_failures is the count before this
+ * one), capped at a day; the exponent is bounded so nothing overflows. */
+DB_STMT(st_session_remove_failed, "session.remove_failed", 2,
+    "UPDATE sessions SET remove_failures = remove_failures + 1,"
+    " remove_after = now() + least($2::float8 * power(2, least(remove_failures, 20)),"
+    "                              86400) * interval '1 second' "
+    "WHERE id = $1 RETURNING remove_failures,"
+    " round(extract(epoch FROM remove_after - now()))::bigint AS retry_in");
+/* One statement for a whole batch of removed folders. */
+DB_STMT(st_sessions_files_removed, "sessions.files_removed", 1,
+    "UPDATE sessions SET files_removed_at = now()"
+    " WHERE id = ANY($1::text[]) AND files_removed_at IS NULL");
+/* Deletes cascade to jobs, job_files, session_files and job_outbox. */
+DB_STMT(st_history_prune, "history.prune", 2,
+    "DELETE FROM sessions WHERE id IN ("
+    " SELECT id FROM sessions WHERE status <> 'active' AND files_removed_at IS NOT NULL"
+    " AND ended_at < now() - $1::bigint * interval '1 second'"
+    " ORDER BY ended_at LIMIT $2::int FOR UPDATE SKIP LOCKED)");
+/* Ended jobs of live sessions ranked newest first among those whose
+ * outputs are still on disk (the newest $1 are always among them, so the
+ * rank is the rank among all ended jobs); beyond $1, and never the
+ * session's current job, they are marked pruned. Queued and running jobs
+ * have no finished_at; cancelled ones never had a workspace. */
+DB_STMT(st_outputs_prune, "jobs.outputs_prune", 2,
+    "UPDATE jobs SET outputs_pruned_at = now() WHERE id IN ("
+    " SELECT r.id FROM (SELECT j.id, j.session_id, row_number() OVER"
+    "   (PARTITION BY j.session_id ORDER BY j.seq DESC) AS rank"
+    "   FROM jobs j JOIN sessions s ON s.id = j.session_id"
+    "   WHERE s.status = 'active' AND j.finished_at IS NOT NULL"
+    "   AND j.outputs_pruned_at IS NULL AND j.status <> 'cancelled') r"
+    " JOIN sessions s ON s.id = r.session_id"
+    " WHERE r.rank > $1::int AND r.id IS DISTINCT FROM s.current_job_id"
+    " LIMIT $2::int)"
+    " AND outputs_pruned_at IS NULL AND finished_at IS NOT NULL"
+    " AND status NOT IN ('queued', 'running', 'cancelled') "
+    "RETURNING id, session_id");
+
+int store_janitor_lock(struct db *db)
 {
     int rc;
-    PGresult *res = db_query(db, "janitor.lock",
-                             "SELECT pg_try_advisory_lock(" JANITOR_LOCK_KEY ") AS ok",
-                             0, NULL, &rc);
+    struct pg_result *res = db_run(db, &st_janitor_lock, NULL, &rc);
     if (res == NULL)
         return store_from_db(rc);
-    int ok = strcmp(db_get(res, 0, "ok"), "t") == 0;
-    PQclear(res);
+    int ok = db_get_bool(res, 0, "ok");
+    db_clear(res);
     return ok ? STORE_OK : STORE_CONFLICT;
 }
 
-void store_janitor_unlock(PGconn *db)
+void store_janitor_unlock(struct db *db)
 {
-    db_exec(db, "janitor.unlock", "SELECT pg_advisory_unlock(" JANITOR_LOCK_KEY ")", 0, NULL);
+    db_run_exec(db, &st_janitor_unlock, NULL);
 }
 
 /* Takes one expired job back, in the session-then-job lock order. */
-static int store_reap_one(PGconn *db, const char *job_id, const char *session_id,
+static int store_reap_one(struct db *db, const char *job_id, const char *session_id,
                           const char *max_attempts, int *outcome)
 {
     const char *ps[] = { session_id };
@@ -36,35 +120,26 @@ static int store_reap_one(PGconn *db, const char *job_id, const char *session_id
     int rc = db_begin(db);
     if (rc != DB_OK)
         return store_from_db(rc);
-    if (store_step(db, "reap.lock", "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
-                   1, ps, &rc))
+    if (store_step(db, &st_reap_lock, ps, &rc))
         goto fail;
-    /* Re-checked under the lock: the worker may have renewed or finished. */
-    PGresult *res = db_query(db, "reap.update",
-        "UPDATE jobs SET"
-        " status = CASE WHEN attempt < $2::int THEN 'queued' ELSE 'failed' END,"
-        " error = CASE WHEN attempt < $2::int THEN NULL ELSE"
-        "   format('worker lost: the job''s lease expired on %s after %s attempt(s)',"
-        "          worker_id, attempt) END,"
-        " finished_at = CASE WHEN attempt < $2::int THEN NULL ELSE now() END,"
-        " lease_token = NULL, lease_expires_at = NULL "
-        "WHERE id = $1 AND status = 'running' AND lease_expires_at < now() "
-        "RETURNING status, worker_id, attempt", 2, pj, &rc);
+    struct pg_result *res = db_run(db, &st_reap_update, pj, &rc);
     if (res == NULL)
         goto fail;
-    if (PQntuples(res) == 1) {
-        int requeued = strcmp(db_get(res, 0, "status"), "queued") == 0;
+    if (db_rows(res) == 1) {
+        const char *st = db_get(res, 0, "status");
+        int requeued = st != NULL && strcmp(st, "queued") == 0;
+        const char *worker = db_get(res, 0, "worker_id");
+        const char *attempt = db_get(res, 0, "attempt");
         log_warn(requeued ? "janitor.job_requeued" : "janitor.job_failed",
                  "job=%s session=%s worker=%s attempt=%s", job_id, session_id,
-                 db_get(res, 0, "worker_id") ? db_get(res, 0, "worker_id") : "-",
-                 db_get(res, 0, "attempt"));
+                 worker ? worker : "-", attempt ? attempt : "-");
         *outcome = requeued ? 1 : 2;
     }
-    PQclear(res);
+    db_clear(res);
     if (*outcome != 0) {
         /* Requeued: the job itself is the session's head. Failed: the next
          * queued job is. Either way the oldest queued job goes out. */
-        if (store_step(db, "reap.next", ENQUEUE_NEXT_SQL, 1, ps, &rc))
+        if (store_step(db, &st_reap_next, ps, &rc))
             goto fail;
     }
     rc = db_commit(db);
@@ -78,19 +153,21 @@ fail:
     return store_from_db(rc);
 }
 
-int store_reap_expired_leases(PGconn *db, long max_attempts, long *requeued, long *failed)
+int store_reap_expired_leases(struct db *db, long max_attempts, long limit,
+                              long *requeued, long *failed, long *found)
 {
-    char max[32];
+    char max[32], lim[32];
     snprintf(max, sizeof(max), "%ld", max_attempts);
-    *requeued = *failed = 0;
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    const char *p[] = { lim };
+    *requeued = *failed = *found = 0;
     int rc;
-    PGresult *res = db_query(db, "reap.find",
-        "SELECT id, session_id FROM jobs WHERE status = 'running'"
-        " AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT 100", 0, NULL, &rc);
+    struct pg_result *res = db_run(db, &st_reap_find, p, &rc);
     if (res == NULL)
         return store_from_db(rc);
+    *found = db_rows(res);
     int result = STORE_OK;
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < db_rows(res); i++) {
         int outcome;
         int r = store_reap_one(db, db_get(res, i, "id"), db_get(res, i, "session_id"), max,
                                &outcome);
@@ -103,76 +180,123 @@ int store_reap_expired_leases(PGconn *db, long max_attempts, long *requeued, lon
         else if (outcome == 2)
             (*failed)++;
     }
-    PQclear(res);
+    db_clear(res);
     return result;
 }
 
-int store_republish_stale(PGconn *db, long republish_s, long *count)
+/* Runs a statement of one or two numeric parameters (nparams says) and
+ * stores the rows changed. */
+static int store_count(struct db *db, const struct db_stmt *stmt, long a, long b,
+                       long *count)
 {
-    char age[32];
-    snprintf(age, sizeof(age), "%ld", republish_s);
-    const char *p[] = { age };
-    long n = db_exec(db, "jobs.republish",
-        "INSERT INTO job_outbox (job_id) SELECT j.id FROM jobs j"
-        " WHERE j.status = 'queued'"
-        " AND coalesce(j.published_at, j.created_at) < now() - $1::bigint * interval '1 second'"
-        " AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.job_id = j.id)"
-        " AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.session_id = j.session_id"
-        "                 AND e.seq < j.seq AND e.status IN ('queued', 'running'))"
-        " ORDER BY j.seq LIMIT 100", 1, p);
+    char na[32], nb[32];
+    snprintf(na, sizeof(na), "%ld", a);
+    snprintf(nb, sizeof(nb), "%ld", b);
+    const char *p[] = { na, nb };
+    *count = 0;
+    long n = db_run_exec(db, stmt, p);
     if (n < 0)
         return store_from_db(n);
     *count = n;
     return STORE_OK;
 }
 
-int store_expire_sessions(PGconn *db, long limit, long *count)
+int store_republish_stale(struct db *db, long republish_s, long limit, long *count)
 {
-    char lim[32];
-    snprintf(lim, sizeof(lim), "%ld", limit);
-    const char *p[] = { lim };
-    /* SKIP LOCKED: a session locked by an API request that is adding a
-     * job right now is left for the next pass. */
-    long n = db_exec(db, "sessions.expire",
-        "UPDATE sessions SET status = 'expired', ended_at = now() WHERE id IN ("
-        " SELECT s.id FROM sessions s WHERE s.status = 'active' AND s.expires_at <= now()"
-        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id"
-        "                 AND j.status IN ('queued', 'running'))"
-        " ORDER BY s.expires_at LIMIT $1::int FOR UPDATE SKIP LOCKED)", 1, p);
-    if (n < 0)
-        return store_from_db(n);
-    *count = n;
-    return STORE_OK;
+    return store_count(db, &st_jobs_republish, republish_s, limit, count);
 }
 
-int store_sessions_to_remove(PGconn *db, long limit, char (*ids)[ID_HEX_LEN + 1], long *n)
+int store_expire_sessions(struct db *db, long limit, long *count)
+{
+    return store_count(db, &st_sessions_expire, limit, 0, count);
+}
+
+int store_sessions_to_remove(struct db *db, long limit, char (*ids)[ID_HEX_LEN + 1],
+                             long *n)
 {
     char lim[32];
     snprintf(lim, sizeof(lim), "%ld", limit);
     const char *p[] = { lim };
     int rc;
-    PGresult *res = db_query(db, "sessions.to_remove",
-        "SELECT id FROM sessions WHERE status <> 'active' AND files_removed_at IS NULL "
-        "ORDER BY ended_at LIMIT $1::int", 1, p, &rc);
+    *n = 0;
+    struct pg_result *res = db_run(db, &st_sessions_to_remove, p, &rc);
     if (res == NULL)
         return store_from_db(rc);
-    *n = 0;
-    for (int i = 0; i < PQntuples(res) && *n < limit; i++)
+    for (int i = 0; i < db_rows(res) && *n < limit; i++)
         store_copy(ids[(*n)++], ID_HEX_LEN + 1, res, i, "id");
-    PQclear(res);
+    db_clear(res);
     return STORE_OK;
 }
 
-int store_prune_history(PGconn *db, long retention_s, long *count)
+/* A text[] literal of ids[0..n): {"a","b"}. Free with free(). */
+static char *store_id_array(char (*ids)[ID_HEX_LEN + 1], long n)
 {
-    char ret[32];
-    snprintf(ret, sizeof(ret), "%ld", retention_s);
-    const char *p[] = { ret };
-    long n = db_exec(db, "history.prune",
-        "DELETE FROM sessions WHERE status <> 'active' AND files_removed_at IS NOT NULL"
-        " AND ended_at < now() - $1::bigint * interval '1 second'", 1, p);
-    if (n < 0)
-        return store_from_db(n);
-    *count = n;
+    struct store_buf b = { NULL, 0, 0 };
+    store_buf_add(&b, "{", 1);
+    for (long i = 0; i < n; i++)
+        store_array_add_text(&b, (size_t)i, ids[i]);
+    store_buf_add(&b, "}", 1);
+    return b.p;
+}
+
+int store_sessions_files_removed(struct db *db, char (*ids)[ID_HEX_LEN + 1], long n,
+                                 long *count)
+{
+    *count = 0;
+    if (n <= 0)
+        return STORE_OK;
+    char *arr = store_id_array(ids, n);
+    const char *p[] = { arr };
+    long r = db_run_exec(db, &st_sessions_files_removed, p);
+    free(arr);
+    if (r < 0)
+        return store_from_db(r);
+    *count = r;
     return STORE_OK;
+}
+
+int store_prune_history(struct db *db, long retention_s, long limit, long *count)
+{
+    return store_count(db, &st_history_prune, retention_s, limit, count);
+}
+
+int store_prune_job_outputs(struct db *db, long keep, long limit,
+                            struct store_job_ref *out, long *n)
+{
+    char k[32], lim[32];
+    snprintf(k, sizeof(k), "%ld", keep);
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    const char *p[] = { k, lim };
+    int rc;
+    *n = 0;
+    struct pg_result *res = db_run(db, &st_outputs_prune, p, &rc);
+    if (res == NULL)
+        return store_from_db(rc);
+    for (int i = 0; i < db_rows(res) && *n < limit; i++) {
+        store_copy(out[*n].job_id, sizeof(out[*n].job_id), res, i, "id");
+        store_copy(out[*n].session_id, sizeof(out[*n].session_id), res, i, "session_id");
+        (*n)++;
+    }
+    db_clear(res);
+    return STORE_OK;
+}
+
+int store_session_remove_failed(struct db *db, const char *id, long retry_s,
+                                long *failures, long *retry_in_s)
+{
+    char retry[32];
+    snprintf(retry, sizeof(retry), "%ld", retry_s);
+    const char *p[] = { id, retry };
+    int rc;
+    *failures = *retry_in_s = 0;
+    struct pg_result *res = db_run(db, &st_session_remove_failed, p, &rc);
+    if (res == NULL)
+        return store_from_db(rc);
+    int found = db_rows(res) == 1;
+    if (found) {
+        *failures = (long)db_get_ll(res, 0, "remove_failures");
+        *retry_in_s = (long)db_get_ll(res, 0, "retry_in");
+    }
+    db_clear(res);
+    return found ? STORE_OK : STORE_NOT_FOUND;
 }

@@ -1,167 +1,291 @@
-/* store_job.c - jobs, for the API and the workers (see store.h). */
+/*
+ * store_job.c - jobs, for the API and the workers (see store.h), and the
+ * output manifests (struct store_files) both sides read.
+ *
+ * Ownership: struct store_job and struct store_files are views into their
+ * results (store_job_free, store_files_free); struct store_claim owns its
+ * prompt (store_claim_free). Threading: runs on the caller's struct db.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonutil.h"
 #include "store_internal.h"
+
+/* ---- Statements --------------------------------------------------------- */
+
+/*
+ * Lock the session: a worker finishing its previous job takes the same
+ * lock, so exactly one of us sees the other and publishes this job. The
+ * busy check is a second statement: under READ COMMITTED it gets a fresh
+ * snapshot taken after the lock was granted, so it sees the outcome a
+ * finishing worker committed while we waited (a subquery of the locking
+ * statement would read the statement's older snapshot and miss it).
+ */
+DB_STMT(st_job_create_lock, "job.create.lock", 2,
+    "SELECT 1 FROM sessions WHERE id = $1 AND status = 'active' AND expires_at > now()"
+    " AND api_key_id = $2 FOR UPDATE");
+DB_STMT(st_job_create_busy, "job.create.busy", 1,
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1"
+    "               AND status IN ('queued', 'running')) AS busy");
+DB_STMT(st_job_create_insert, "job.create.insert", 5,
+    "INSERT INTO jobs (id, session_id, prompt, model, timeout_s)"
+    " VALUES ($1, $2, $3, $4, $5) RETURNING " STORE_USEC("created_at") " AS created");
+DB_STMT(st_job_create_extend, "job.create.extend", 1,
+    "UPDATE sessions SET expires_at = greatest(expires_at,"
+    " now() + ttl_seconds * interval '1 second') WHERE id = $1");
+DB_STMT(st_job_create_outbox, "job.create.outbox", 1,
+    "INSERT INTO job_outbox (job_id) VALUES ($1)");
+DB_STMT(st_job_get, "job.get", 2,
+    "SELECT j.id, j.session_id, j.status, j.error, j.error_code, j.prompt, j.model,"
+    " j.timeout_s, j.attempt, j.exit_code, j.stdout, j.result,"
+    " j.result_json::text AS result_json,"
+    " j.tokens_input, j.tokens_output, j.tokens_reasoning, j.tokens_cache_read,"
+    " j.tokens_cache_write, j.cost_usd,"
+    " " STORE_USEC("j.created_at") " AS created,"
+    " " STORE_USEC("j.started_at") " AS started,"
+    " " STORE_USEC("j.finished_at") " AS finished,"
+    " (j.finished_at IS NOT NULL AND j.status <> 'cancelled') AS has_outputs "
+    "FROM jobs j JOIN sessions s ON s.id = j.session_id "
+    "WHERE j.id = $1 AND s.api_key_id = $2");
+DB_STMT(st_job_files, "job.files", 1,
+    "SELECT path, size_bytes, sha256, mode FROM job_files WHERE job_id = $1 ORDER BY path");
+/* A job's own outputs exist once it ended (cancelled ones never ran),
+ * until the janitor prunes them (outputs_pruned_at). */
+DB_STMT(st_job_folder, "job.folder", 3,
+    "SELECT j.id, (j.outputs_pruned_at IS NOT NULL) AS pruned"
+    " FROM jobs j JOIN sessions s ON s.id = j.session_id "
+    "WHERE s.id = $1 AND s.status = 'active' AND s.expires_at > now()"
+    " AND s.api_key_id = $2 AND j.id = $3 AND j.finished_at IS NOT NULL"
+    " AND j.status <> 'cancelled'");
+DB_STMT(st_session_folder, "session.folder", 2,
+    "SELECT coalesce(current_job_id, '') AS id FROM sessions "
+    "WHERE id = $1 AND status = 'active' AND expires_at > now()"
+    " AND api_key_id = $2");
+/*
+ * A claim locks the session first (the store.h order: session, then
+ * jobs), so it serialises with DELETE /session: a session deleted before
+ * the lock is granted is re-checked under it and not found (live is
+ * false or no row); one deleted after waits for this claim and sees the
+ * job running (409).
+ */
+DB_STMT(st_job_claim_lock, "job.claim.lock", 1,
+    "SELECT s.id, (s.status = 'active' AND s.expires_at > now()) AS live,"
+    " s.status = 'active' AS active "
+    "FROM jobs j JOIN sessions s ON s.id = j.session_id WHERE j.id = $1 FOR UPDATE OF s");
+/* An active session that expired while its jobs waited: they can never
+ * run (the API shows the session as gone), so they are cancelled and the
+ * janitor can expire it. Only while nothing of it runs. */
+DB_STMT(st_job_claim_cancel, "job.claim.cancel", 1,
+    "UPDATE jobs SET status = 'cancelled', finished_at = now(),"
+    " error = 'cancelled: the session expired before the job ran',"
+    " error_code = 'cancelled' "
+    "WHERE session_id = $1 AND status = 'queued' AND NOT EXISTS"
+    " (SELECT 1 FROM jobs r WHERE r.session_id = $1 AND r.status = 'running')");
+/*
+ * Under the session lock, in a statement of its own (a fresh snapshot):
+ * the row lock of FOR UPDATE makes a concurrent claim of the same job
+ * wait, then re-check status = 'queued' and find nothing. A job waits
+ * while an earlier job of its session is unfinished; it is published
+ * again when that one ends.
+ */
+DB_STMT(st_job_claim, "job.claim", 4,
+    "WITH c AS ("
+    "  SELECT j.id FROM jobs j WHERE j.id = $1 AND j.status = 'queued'"
+    "  AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.session_id = j.session_id"
+    "                  AND p.seq < j.seq AND p.status IN ('queued', 'running'))"
+    "  FOR UPDATE)"
+    "UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, worker_id = $2,"
+    " lease_token = $3, lease_expires_at = now() + $4::int * interval '1 second',"
+    " started_at = coalesce(j.started_at, now()) "
+    "FROM c, sessions s WHERE j.id = c.id AND s.id = j.session_id "
+    "RETURNING j.id, j.session_id, j.prompt, j.model, j.timeout_s, j.attempt,"
+    " coalesce(s.current_job_id, '') AS base");
+DB_STMT(st_job_renew, "job.renew", 3,
+    "UPDATE jobs SET lease_expires_at = now() + $3::int * interval '1 second' "
+    "WHERE id = $1 AND lease_token = $2 AND status = 'running'");
+DB_STMT(st_job_finish_lock, "job.finish.lock", 1, LOCK_SESSION_SQL);
+DB_STMT(st_job_finish_update, "job.finish.update", 15,
+    "UPDATE jobs SET status = $3, error = $4, exit_code = $5::int, stdout = $6,"
+    " result = $7, result_json = $8::jsonb, tokens_input = $9::bigint,"
+    " tokens_output = $10::bigint, tokens_reasoning = $11::bigint,"
+    " tokens_cache_read = $12::bigint, tokens_cache_write = $13::bigint,"
+    " cost_usd = $14::float8, error_code = $15, finished_at = now(),"
+    " lease_token = NULL, lease_expires_at = NULL "
+    "WHERE id = $1 AND lease_token = $2 AND status = 'running'");
+DB_STMT(st_job_finish_files, "job.finish.files", 5,
+    "INSERT INTO job_files (job_id, path, size_bytes, sha256, mode)"
+    " SELECT $1, u.path, u.size_bytes, u.sha256, u.mode"
+    " FROM unnest($2::text[], $3::bigint[], $4::text[], $5::int[])"
+    " AS u(path, size_bytes, sha256, mode)");
+DB_STMT(st_job_finish_session, "job.finish.session", 3,
+    "UPDATE sessions SET current_job_id = CASE WHEN $3 = 'succeeded' THEN $2"
+    " ELSE current_job_id END,"
+    " expires_at = greatest(expires_at, now() + ttl_seconds * interval '1 second') "
+    "WHERE id = $1");
+DB_STMT(st_job_finish_next, "job.finish.next", 1, ENQUEUE_NEXT_SQL);
+/* One statement, so the job is never queued without its outbox row. */
+DB_STMT(st_job_release, "job.release", 2,
+    "WITH r AS ("
+    "  UPDATE jobs SET status = 'queued', attempt = greatest(attempt - 1, 0),"
+    "  lease_token = NULL, lease_expires_at = NULL "
+    "  WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING id)"
+    "INSERT INTO job_outbox (job_id) SELECT id FROM r");
+
+/* ---- Manifests ---------------------------------------------------------- */
+
+int store_job_files(struct db *db, const char *job_id, struct store_files *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p[] = { job_id };
+    int rc;
+    struct pg_result *res = db_run(db, &st_job_files, p, &rc);
+    if (res == NULL)
+        return store_from_db(rc);
+    out->res = res;
+    out->n = (size_t)db_rows(res);
+    out->v = xcalloc(out->n, sizeof(*out->v));
+    for (int i = 0; i < (int)out->n; i++) {
+        out->v[i].path = db_get(res, i, "path");
+        out->v[i].size_bytes = db_get_ll(res, i, "size_bytes");
+        out->v[i].sha256 = db_get(res, i, "sha256");
+        out->v[i].mode = (unsigned)db_get_ll(res, i, "mode");
+    }
+    return STORE_OK;
+}
+
+void store_files_free(struct store_files *f)
+{
+    db_clear(f->res);
+    free(f->v);
+    memset(f, 0, sizeof(*f));
+}
 
 /* ---- API side ----------------------------------------------------------- */
 
-int store_job_create(PGconn *db, const char *job_id, const char *session_id,
-                     const char *key_id, const char *prompt, const char *model,
-                     long timeout_s, int64_t *created_usec)
+int store_job_create(struct db *db, const struct store_new_job *j, int64_t *created_usec)
 {
     char timeout[32];
-    snprintf(timeout, sizeof(timeout), "%ld", timeout_s);
+    snprintf(timeout, sizeof(timeout), "%ld", j->timeout_s);
     int rc = db_begin(db);
     if (rc != DB_OK)
         return store_from_db(rc);
 
-    /* Lock the session: a worker finishing its previous job takes the same
-     * lock, so exactly one of us sees the other and publishes this job. */
-    const char *ps[] = { session_id, key_id };
-    PGresult *res = db_query(db, "job.create.lock",
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1"
-        "               AND status IN ('queued', 'running')) AS busy "
-        "FROM sessions WHERE id = $1 AND status = 'active' AND expires_at > now()"
-        " AND api_key_id = $2 FOR UPDATE", 2, ps, &rc);
+    const char *ps[] = { j->session_id, j->key_id };
+    struct pg_result *res = db_run(db, &st_job_create_lock, ps, &rc);
     if (res == NULL)
-        goto fail;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+        goto end;
+    if (db_rows(res) != 1) {
+        db_clear(res);
         db_rollback(db);
         return STORE_NOT_FOUND;
     }
-    int busy = strcmp(db_get(res, 0, "busy"), "t") == 0;
-    PQclear(res);
-
-    const char *pj[] = { job_id, session_id, prompt, model, timeout };
-    res = db_query(db, "job.create.insert",
-        "INSERT INTO jobs (id, session_id, prompt, model, timeout_s)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING " STORE_USEC("created_at") " AS created",
-        5, pj, &rc);
+    db_clear(res);
+    const char *pb[] = { j->session_id };
+    res = db_run(db, &st_job_create_busy, pb, &rc);
     if (res == NULL)
-        goto fail;
+        goto end;
+    int busy = db_get_bool(res, 0, "busy");
+    db_clear(res);
+
+    const char *pj[] = { j->job_id, j->session_id, j->prompt, j->model, timeout };
+    res = db_run(db, &st_job_create_insert, pj, &rc);
+    if (res == NULL)
+        goto end;
     *created_usec = db_get_ll(res, 0, "created");
-    PQclear(res);
+    db_clear(res);
 
-    if (store_step(db, "job.create.extend",
-                   "UPDATE sessions SET expires_at = greatest(expires_at,"
-                   " now() + ttl_seconds * interval '1 second') WHERE id = $1", 1, ps, &rc))
-        goto fail;
-    if (!busy) {
-        if (store_step(db, "job.create.outbox",
-                       "INSERT INTO job_outbox (job_id) VALUES ($1)", 1, pj, &rc))
-            goto fail;
-    }
-    rc = db_commit(db);
-    if (rc != DB_OK)
-        goto fail;
-    return STORE_OK;
-
-fail:
-    db_rollback(db);
-    return store_from_db(rc);
+    if (store_step(db, &st_job_create_extend, ps, &rc))
+        goto end;
+    if (!busy && store_step(db, &st_job_create_outbox, pj, &rc))
+        goto end;
+end:
+    return store_tx_end(db, rc);
 }
 
-cJSON *store_job_status(PGconn *db, const char *job_id, const char *key_id, int *rc)
+static void store_fill_job(struct pg_result *res, struct store_job *out)
 {
-    const char *p[] = { job_id, key_id };
-    PGresult *res = db_query(db, "job.status",
-        "SELECT j.id, j.session_id, j.status, j.error, j.prompt, j.model, j.timeout_s,"
-        " j.attempt, j.exit_code, j.stdout, j.result, j.result_json::text AS result_json,"
-        " j.tokens_input, j.tokens_output, j.tokens_reasoning, j.tokens_cache_read,"
-        " j.tokens_cache_write, j.cost_usd,"
-        " " STORE_USEC("j.created_at") " AS created,"
-        " " STORE_USEC("j.started_at") " AS started,"
-        " " STORE_USEC("j.finished_at") " AS finished,"
-        " CASE WHEN j.finished_at IS NULL OR j.status = 'cancelled' THEN NULL ELSE"
-        " (SELECT coalesce(json_agg(json_build_object('path', f.path,"
-        "    'size_bytes', f.size_bytes, 'sha256', f.sha256) ORDER BY f.path), '[]')"
-        "  FROM job_files f WHERE f.job_id = j.id)::text END AS files "
-        "FROM jobs j JOIN sessions s ON s.id = j.session_id "
-        "WHERE j.id = $1 AND s.api_key_id = $2", 2, p, rc);
-    if (res == NULL) {
-        *rc = store_from_db(*rc);
-        return NULL;
-    }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        *rc = STORE_NOT_FOUND;
-        return NULL;
-    }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "job_id", db_get(res, 0, "id"));
-    cJSON_AddStringToObject(o, "session_id", db_get(res, 0, "session_id"));
-    cJSON_AddStringToObject(o, "status", db_get(res, 0, "status"));
-    json_add_str_or_null(o, "error", db_get(res, 0, "error"));
-    cJSON_AddStringToObject(o, "prompt", db_get(res, 0, "prompt"));
-    cJSON_AddStringToObject(o, "model", db_get(res, 0, "model"));
-    cJSON_AddNumberToObject(o, "timeout_s", (double)db_get_ll(res, 0, "timeout_s"));
-    cJSON_AddNumberToObject(o, "attempt", (double)db_get_ll(res, 0, "attempt"));
-    json_add_time(o, "created_at", db_get_ll(res, 0, "created"), 0);
-    json_add_time(o, "started_at", db_get_ll(res, 0, "started"),
-                  db_get(res, 0, "started") == NULL);
-    json_add_time(o, "finished_at", db_get_ll(res, 0, "finished"),
-                  db_get(res, 0, "finished") == NULL);
-    const char *files = db_get(res, 0, "files");
-    cJSON_AddItemToObject(o, "output_files", files ? cJSON_Parse(files) : cJSON_CreateNull());
-    if (db_get(res, 0, "exit_code"))
-        cJSON_AddNumberToObject(o, "exit_code", (double)db_get_ll(res, 0, "exit_code"));
-    else
-        cJSON_AddNullToObject(o, "exit_code");
-    json_add_str_or_null(o, "stdout", db_get(res, 0, "stdout"));
-    json_add_str_or_null(o, "result", db_get(res, 0, "result"));
-    const char *rj = db_get(res, 0, "result_json");
-    cJSON_AddItemToObject(o, "result_json", rj ? cJSON_Parse(rj) : cJSON_CreateNull());
-    if (db_get(res, 0, "tokens_input") != NULL) {
-        cJSON *u = cJSON_AddObjectToObject(o, "usage");
-        cJSON_AddNumberToObject(u, "input_tokens", (double)db_get_ll(res, 0, "tokens_input"));
-        cJSON_AddNumberToObject(u, "output_tokens", (double)db_get_ll(res, 0, "tokens_output"));
-        cJSON_AddNumberToObject(u, "reasoning_tokens",
-                                (double)db_get_ll(res, 0, "tokens_reasoning"));
-        cJSON_AddNumberToObject(u, "cache_read_tokens",
-                                (double)db_get_ll(res, 0, "tokens_cache_read"));
-        cJSON_AddNumberToObject(u, "cache_write_tokens",
-                                (double)db_get_ll(res, 0, "tokens_cache_write"));
-        const char *cost = db_get(res, 0, "cost_usd");
-        cJSON_AddNumberToObject(o, "cost_usd", cost ? strtod(cost, NULL) : 0.0);
-    } else {
-        cJSON_AddNullToObject(o, "usage");
-        cJSON_AddNullToObject(o, "cost_usd");
-    }
-    PQclear(res);
-    *rc = STORE_OK;
-    return o;
+    out->res = res;
+    out->id = db_get(res, 0, "id");
+    out->session_id = db_get(res, 0, "session_id");
+    out->status = db_get(res, 0, "status");
+    out->error = db_get(res, 0, "error");
+    out->error_code = db_get(res, 0, "error_code");
+    out->prompt = db_get(res, 0, "prompt");
+    out->model = db_get(res, 0, "model");
+    out->timeout_s = (long)db_get_ll(res, 0, "timeout_s");
+    out->attempt = (int)db_get_ll(res, 0, "attempt");
+    out->created_usec = db_get_ll(res, 0, "created");
+    out->started_usec = db_get_ll(res, 0, "started");
+    out->finished_usec = db_get_ll(res, 0, "finished");
+    out->has_outputs = db_get_bool(res, 0, "has_outputs");
+    out->has_exit_code = db_get(res, 0, "exit_code") != NULL;
+    out->exit_code = (int)db_get_ll(res, 0, "exit_code");
+    out->stdout_text = db_get(res, 0, "stdout");
+    out->result = db_get(res, 0, "result");
+    out->result_json = db_get(res, 0, "result_json");
+    out->has_usage = db_get(res, 0, "tokens_input") != NULL;
+    out->tokens_input = db_get_ll(res, 0, "tokens_input");
+    out->tokens_output = db_get_ll(res, 0, "tokens_output");
+    out->tokens_reasoning = db_get_ll(res, 0, "tokens_reasoning");
+    out->tokens_cache_read = db_get_ll(res, 0, "tokens_cache_read");
+    out->tokens_cache_write = db_get_ll(res, 0, "tokens_cache_write");
+    const char *cost = db_get(res, 0, "cost_usd");
+    out->cost_usd = cost ? strtod(cost, NULL) : 0.0;
 }
 
-int store_job_folder(PGconn *db, const char *session_id, const char *key_id,
+int store_job_get(struct db *db, const char *job_id, const char *key_id,
+                  struct store_job *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p[] = { job_id, key_id };
+    int rc;
+    struct pg_result *res = db_run(db, &st_job_get, p, &rc);
+    if (res == NULL)
+        return store_from_db(rc);
+    if (db_rows(res) != 1) {
+        db_clear(res);
+        return STORE_NOT_FOUND;
+    }
+    store_fill_job(res, out);
+    if (out->has_outputs) {
+        rc = store_job_files(db, out->id, &out->outputs);
+        if (rc != STORE_OK) {
+            store_job_free(out);
+            return rc;
+        }
+    }
+    return STORE_OK;
+}
+
+void store_job_free(struct store_job *j)
+{
+    store_files_free(&j->outputs);
+    db_clear(j->res);
+    memset(j, 0, sizeof(*j));
+}
+
+int store_job_folder(struct db *db, const char *session_id, const char *key_id,
                      const char *job_id, char folder_job[ID_HEX_LEN + 1])
 {
     int rc;
-    PGresult *res;
+    struct pg_result *res;
     if (job_id != NULL) {
-        /* A job's own outputs exist once it ended (cancelled ones never ran). */
         const char *p[] = { session_id, key_id, job_id };
-        res = db_query(db, "job.folder",
-            "SELECT j.id FROM jobs j JOIN sessions s ON s.id = j.session_id "
-            "WHERE s.id = $1 AND s.status = 'active' AND s.expires_at > now()"
-            " AND s.api_key_id = $2 AND j.id = $3 AND j.finished_at IS NOT NULL"
-            " AND j.status <> 'cancelled'", 3, p, &rc);
+        res = db_run(db, &st_job_folder, p, &rc);
     } else {
         const char *p[] = { session_id, key_id };
-        res = db_query(db, "session.folder",
-            "SELECT coalesce(current_job_id, '') AS id FROM sessions "
-            "WHERE id = $1 AND status = 'active' AND expires_at > now()"
-            " AND api_key_id = $2", 2, p, &rc);
+        res = db_run(db, &st_session_folder, p, &rc);
     }
     if (res == NULL)
         return store_from_db(rc);
-    int found = PQntuples(res) == 1;
+    int found = db_rows(res) == 1;
+    int pruned = found && job_id != NULL && db_get_bool(res, 0, "pruned");
     if (found)
         store_copy(folder_job, ID_HEX_LEN + 1, res, 0, "id");
-    PQclear(res);
+    db_clear(res);
+    if (pruned)
+        return STORE_GONE;
     return found ? STORE_OK : STORE_NOT_FOUND;
 }
 
@@ -173,7 +297,46 @@ void store_claim_free(struct store_claim *c)
     c->prompt = NULL;
 }
 
-int store_job_claim(PGconn *db, const char *job_id, const char *worker_id, long lease_s,
+/* Locks the session of job_id and checks it may run jobs: 1 when it may,
+ * 0 when not (deleted, or expired: then its waiting jobs are cancelled),
+ * or -1 with *rc set. Inside the caller's transaction. */
+static int store_claim_session(struct db *db, const char *job_id, int *rc)
+{
+    const char *p[] = { job_id };
+    struct pg_result *res = db_run(db, &st_job_claim_lock, p, rc);
+    if (res == NULL)
+        return -1;
+    if (db_rows(res) != 1) {
+        db_clear(res);
+        return 0;
+    }
+    int live = db_get_bool(res, 0, "live");
+    int active = db_get_bool(res, 0, "active");
+    char sid[ID_HEX_LEN + 1];
+    store_copy(sid, sizeof(sid), res, 0, "id");
+    db_clear(res);
+    if (live)
+        return 1;
+    const char *ps[] = { sid };
+    if (active && store_step(db, &st_job_claim_cancel, ps, rc))
+        return -1;
+    return 0;
+}
+
+/* Reads the claimed job's row into out. */
+static void store_fill_claim(struct pg_result *res, struct store_claim *out)
+{
+    store_copy(out->job_id, sizeof(out->job_id), res, 0, "id");
+    store_copy(out->session_id, sizeof(out->session_id), res, 0, "session_id");
+    store_copy(out->model, sizeof(out->model), res, 0, "model");
+    store_copy(out->base_job_id, sizeof(out->base_job_id), res, 0, "base");
+    const char *prompt = db_get(res, 0, "prompt");
+    out->prompt = xstrdup(prompt ? prompt : "");
+    out->timeout_s = (long)db_get_ll(res, 0, "timeout_s");
+    out->attempt = (int)db_get_ll(res, 0, "attempt");
+}
+
+int store_job_claim(struct db *db, const char *job_id, const char *worker_id, long lease_s,
                     struct store_claim *out)
 {
     char lease[32];
@@ -181,58 +344,44 @@ int store_job_claim(PGconn *db, const char *job_id, const char *worker_id, long 
     memset(out, 0, sizeof(*out));
     if (id_new(out->lease_token) != 0)
         return STORE_ERROR;
-
-    /*
-     * One statement: the row lock of FOR UPDATE makes a concurrent claim of
-     * the same job wait, then re-check status = 'queued' and find nothing.
-     * A job waits while an earlier job of its session is unfinished; it is
-     * published again when that one ends.
-     */
-    const char *p[] = { job_id, worker_id, out->lease_token, lease };
-    int rc;
-    PGresult *res = db_query(db, "job.claim",
-        "WITH c AS ("
-        "  SELECT j.id FROM jobs j WHERE j.id = $1 AND j.status = 'queued'"
-        "  AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.session_id = j.session_id"
-        "                  AND p.seq < j.seq AND p.status IN ('queued', 'running'))"
-        "  FOR UPDATE)"
-        "UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, worker_id = $2,"
-        " lease_token = $3, lease_expires_at = now() + $4::int * interval '1 second',"
-        " started_at = coalesce(j.started_at, now()) "
-        "FROM c, sessions s WHERE j.id = c.id AND s.id = j.session_id "
-        "RETURNING j.id, j.session_id, j.prompt, j.model, j.timeout_s, j.attempt,"
-        " coalesce(s.current_job_id, '') AS base",
-        4, p, &rc);
-    if (res == NULL)
+    int rc = db_begin(db);
+    if (rc != DB_OK)
         return store_from_db(rc);
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+    int may = store_claim_session(db, job_id, &rc);
+    if (may < 0)
+        goto fail;
+    if (may == 0) {
+        rc = db_commit(db);         /* keeps the cancellation of an expired session */
+        if (rc != DB_OK)
+            goto fail;
         return STORE_NOT_FOUND;
     }
-    store_copy(out->job_id, sizeof(out->job_id), res, 0, "id");
-    store_copy(out->session_id, sizeof(out->session_id), res, 0, "session_id");
-    store_copy(out->model, sizeof(out->model), res, 0, "model");
-    store_copy(out->base_job_id, sizeof(out->base_job_id), res, 0, "base");
-    out->prompt = strdup(db_get(res, 0, "prompt"));
-    out->timeout_s = (long)db_get_ll(res, 0, "timeout_s");
-    out->attempt = (int)db_get_ll(res, 0, "attempt");
-    PQclear(res);
-    if (out->prompt == NULL) {
-        /* Out of memory after the claim: the lease will run out and the
-         * janitor re-queues the job. */
-        return STORE_ERROR;
+    const char *p[] = { job_id, worker_id, out->lease_token, lease };
+    struct pg_result *res = db_run(db, &st_job_claim, p, &rc);
+    if (res == NULL)
+        goto fail;
+    int found = db_rows(res) == 1;
+    if (found)
+        store_fill_claim(res, out);
+    db_clear(res);
+    rc = db_commit(db);
+    if (rc != DB_OK) {
+        store_claim_free(out);
+        goto fail;
     }
-    return STORE_OK;
+    return found ? STORE_OK : STORE_NOT_FOUND;
+
+fail:
+    db_rollback(db);
+    return store_from_db(rc);
 }
 
-int store_job_renew(PGconn *db, const char *job_id, const char *token, long lease_s)
+int store_job_renew(struct db *db, const char *job_id, const char *token, long lease_s)
 {
     char lease[32];
     snprintf(lease, sizeof(lease), "%ld", lease_s);
     const char *p[] = { job_id, token, lease };
-    long n = db_exec(db, "job.renew",
-        "UPDATE jobs SET lease_expires_at = now() + $3::int * interval '1 second' "
-        "WHERE id = $1 AND lease_token = $2 AND status = 'running'", 3, p);
+    long n = db_run_exec(db, &st_job_renew, p);
     if (n < 0)
         return store_from_db(n);
     return n == 1 ? STORE_OK : STORE_NOT_FOUND;
@@ -246,18 +395,12 @@ static const char *store_ll(char *buf, size_t len, int has, long long v)
     return buf;
 }
 
-int store_job_finish(PGconn *db, const struct store_claim *c, const struct store_outcome *o)
+/* The fenced UPDATE of the job row: rows changed (0: lease lost) or a
+ * negative enum db_rc. */
+static long store_finish_update(struct db *db, const struct store_claim *c,
+                                const struct store_outcome *o)
 {
     char exit_code[32], ti[32], to[32], tr[32], tcr[32], tcw[32], cost[64];
-    const char *ps[] = { c->session_id };
-    int rc = db_begin(db);
-    if (rc != DB_OK)
-        return store_from_db(rc);
-
-    if (store_step(db, "job.finish.lock", "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
-                   1, ps, &rc))
-        goto fail;
-
     if (o->has_usage)
         snprintf(cost, sizeof(cost), "%.10g", o->cost_usd);
     const char *p[] = {
@@ -270,60 +413,64 @@ int store_job_finish(PGconn *db, const struct store_claim *c, const struct store
         store_ll(tcr, sizeof(tcr), o->has_usage, o->tokens_cache_read),
         store_ll(tcw, sizeof(tcw), o->has_usage, o->tokens_cache_write),
         o->has_usage ? cost : NULL,
+        joberr_name(o->error_code),
     };
-    long n = db_exec(db, "job.finish.update",
-        "UPDATE jobs SET status = $3, error = $4, exit_code = $5::int, stdout = $6,"
-        " result = $7, result_json = $8::jsonb, tokens_input = $9::bigint,"
-        " tokens_output = $10::bigint, tokens_reasoning = $11::bigint,"
-        " tokens_cache_read = $12::bigint, tokens_cache_write = $13::bigint,"
-        " cost_usd = $14::float8, finished_at = now(), lease_token = NULL,"
-        " lease_expires_at = NULL "
-        "WHERE id = $1 AND lease_token = $2 AND status = 'running'", 14, p);
+    return db_run_exec(db, &st_job_finish_update, p);
+}
+
+/* The output manifest rows, as four parallel arrays. */
+static int store_finish_files(struct db *db, const struct store_claim *c,
+                              const struct store_outcome *o, int *rc)
+{
+    if (o->nfiles == 0)
+        return 0;
+    char *paths = store_text_array(o->files, o->nfiles, 0);
+    char *sizes = store_bigint_array(o->files, o->nfiles);
+    char *shas = store_text_array(o->files, o->nfiles, 1);
+    char *modes = store_mode_array(o->files, o->nfiles);
+    const char *p[] = { c->job_id, paths, sizes, shas, modes };
+    int r = store_step(db, &st_job_finish_files, p, rc);
+    free(modes);
+    free(paths);
+    free(sizes);
+    free(shas);
+    return r;
+}
+
+int store_job_finish(struct db *db, const struct store_claim *c,
+                     const struct store_outcome *o)
+{
+    const char *ps[] = { c->session_id };
+    int rc = db_begin(db);
+    if (rc != DB_OK)
+        return store_from_db(rc);
+
+    if (store_step(db, &st_job_finish_lock, ps, &rc))
+        goto end;
+    long n = store_finish_update(db, c, o);
     if (n < 0) {
         rc = (int)n;
-        goto fail;
+        goto end;
     }
     if (n == 0) {
         db_rollback(db);
         return STORE_NOT_FOUND;     /* lease lost: a newer attempt owns it */
     }
-
-    const char *pf[] = { c->job_id, o->files_json ? o->files_json : "[]" };
-    if (store_step(db, "job.finish.files",
-                   "INSERT INTO job_files (job_id, path, size_bytes, sha256)"
-                   " SELECT $1, e->>'path', (e->>'size_bytes')::bigint, e->>'sha256'"
-                   " FROM jsonb_array_elements($2::jsonb) e", 2, pf, &rc))
-        goto fail;
-
+    if (store_finish_files(db, c, o, &rc))
+        goto end;
     const char *pss[] = { c->session_id, c->job_id, o->status };
-    if (store_step(db, "job.finish.session",
-                   "UPDATE sessions SET current_job_id = CASE WHEN $3 = 'succeeded' THEN $2"
-                   " ELSE current_job_id END,"
-                   " expires_at = greatest(expires_at, now() + ttl_seconds * interval '1 second') "
-                   "WHERE id = $1", 3, pss, &rc))
-        goto fail;
-    if (store_step(db, "job.finish.next", ENQUEUE_NEXT_SQL, 1, ps, &rc))
-        goto fail;
-    rc = db_commit(db);
-    if (rc != DB_OK)
-        goto fail;
-    return STORE_OK;
-
-fail:
-    db_rollback(db);
-    return store_from_db(rc);
+    if (store_step(db, &st_job_finish_session, pss, &rc))
+        goto end;
+    if (store_step(db, &st_job_finish_next, ps, &rc))
+        goto end;
+end:
+    return store_tx_end(db, rc);
 }
 
-int store_job_release(PGconn *db, const struct store_claim *c)
+int store_job_release(struct db *db, const struct store_claim *c)
 {
     const char *p[] = { c->job_id, c->lease_token };
-    /* One statement, so the job is never queued without its outbox row. */
-    long n = db_exec(db, "job.release",
-        "WITH r AS ("
-        "  UPDATE jobs SET status = 'queued', attempt = greatest(attempt - 1, 0),"
-        "  lease_token = NULL, lease_expires_at = NULL "
-        "  WHERE id = $1 AND lease_token = $2 AND status = 'running' RETURNING id)"
-        "INSERT INTO job_outbox (job_id) SELECT id FROM r", 2, p);
+    long n = db_run_exec(db, &st_job_release, p);
     if (n < 0)
         return store_from_db(n);
     return n == 1 ? STORE_OK : STORE_NOT_FOUND;

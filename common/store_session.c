@@ -1,14 +1,61 @@
-/* store_session.c - sessions (see store.h). */
+/*
+ * store_session.c - sessions (see store.h).
+ *
+ * Ownership: struct store_results is a view into two results, the session
+ * row and its current job's manifest (store_results_free). Threading: runs
+ * on the caller's struct db.
+ */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "jsonutil.h"
 #include "store_internal.h"
 
 /* A session the API may show: active, unexpired, owned by the caller. */
 #define SESSION_VISIBLE "status = 'active' AND expires_at > now() AND api_key_id = $2"
 
-static void store_fill_session(const PGresult *res, struct store_session *out)
+/* One statement: the session and its file rows commit together. The
+ * manifest goes over as two arrays of equal length ($6 paths, $7 sizes). */
+DB_STMT(st_session_create, "session.create", 7,
+    "WITH s AS ("
+    "  INSERT INTO sessions (id, api_key_id, ttl_seconds, expires_at,"
+    "                        input_file_count, input_bytes)"
+    "  VALUES ($1, $2, $3::int, now() + $3::int * interval '1 second', $4, $5)"
+    "  RETURNING id, current_job_id, created_at, expires_at),"
+    " f AS ("
+    "  INSERT INTO session_files (session_id, path, size_bytes)"
+    "  SELECT $1, u.path, u.size_bytes"
+    "  FROM unnest($6::text[], $7::bigint[]) AS u(path, size_bytes))"
+    "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
+    STORE_USEC("expires_at") " AS expires FROM s");
+DB_STMT(st_session_get, "session.get", 2,
+    "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
+    STORE_USEC("expires_at") " AS expires FROM sessions "
+    "WHERE id = $1 AND " SESSION_VISIBLE);
+/* Lock first, then look for a running job in a statement of its own: under
+ * READ COMMITTED it gets a snapshot taken after the lock was granted, so a
+ * claim that committed while we waited (claims lock the session too) is
+ * seen and the answer is 409, never 204 next to a running agent. */
+DB_STMT(st_session_delete_lock, "session.delete.lock", 2,
+    "SELECT 1 FROM sessions WHERE id = $1 AND " SESSION_VISIBLE " FOR UPDATE");
+DB_STMT(st_session_delete_running, "session.delete.running", 1,
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'running')"
+    " AS running");
+DB_STMT(st_session_delete_cancel, "session.delete.cancel", 1,
+    "UPDATE jobs SET status = 'cancelled', finished_at = now(),"
+    " error = 'cancelled: the session was deleted before the job ran',"
+    " error_code = 'cancelled' "
+    "WHERE session_id = $1 AND status = 'queued'");
+DB_STMT(st_session_delete_mark, "session.delete.mark", 1,
+    "UPDATE sessions SET status = 'deleted', ended_at = now() WHERE id = $1");
+DB_STMT(st_session_files_removed, "session.files_removed", 1,
+    "UPDATE sessions SET files_removed_at = now() WHERE id = $1");
+DB_STMT(st_session_results, "session.results", 2,
+    "SELECT s.current_job_id, j.result, j.result_json::text AS result_json "
+    "FROM sessions s LEFT JOIN jobs j ON j.id = s.current_job_id "
+    "WHERE s.id = $1 AND s." SESSION_VISIBLE);
+
+static void store_fill_session(const struct pg_result *res, struct store_session *out)
 {
     store_copy(out->id, sizeof(out->id), res, 0, "id");
     store_copy(out->current_job_id, sizeof(out->current_job_id), res, 0, "current_job_id");
@@ -16,135 +63,115 @@ static void store_fill_session(const PGresult *res, struct store_session *out)
     out->expires_usec = db_get_ll(res, 0, "expires");
 }
 
-int store_session_create(PGconn *db, const char *id, const char *key_id, long ttl_s,
-                         const char *files_json, long file_count, int64_t total_bytes,
+int store_session_create(struct db *db, const struct store_new_session *s,
                          struct store_session *out)
 {
     char ttl[32], count[32], bytes[32];
-    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
-    snprintf(count, sizeof(count), "%ld", file_count);
-    snprintf(bytes, sizeof(bytes), "%lld", (long long)total_bytes);
+    snprintf(ttl, sizeof(ttl), "%ld", s->ttl_s);
+    snprintf(count, sizeof(count), "%zu", s->nfiles);
+    snprintf(bytes, sizeof(bytes), "%lld", (long long)s->total_bytes);
+    char *paths = store_text_array(s->files, s->nfiles, 0);
+    char *sizes = store_bigint_array(s->files, s->nfiles);
 
-    /* One statement: the session and its file rows commit together. */
-    const char *p[] = { id, key_id, ttl, count, bytes, files_json };
+    const char *p[] = { s->id, s->key_id, ttl, count, bytes, paths, sizes };
     int rc;
-    PGresult *res = db_query(db, "session.create",
-        "WITH s AS ("
-        "  INSERT INTO sessions (id, api_key_id, ttl_seconds, expires_at,"
-        "                        input_file_count, input_bytes)"
-        "  VALUES ($1, $2, $3::int, now() + $3::int * interval '1 second', $4, $5)"
-        "  RETURNING id, current_job_id, created_at, expires_at),"
-        " f AS ("
-        "  INSERT INTO session_files (session_id, path, size_bytes)"
-        "  SELECT $1, e->>'path', (e->>'size_bytes')::bigint"
-        "  FROM jsonb_array_elements($6::jsonb) e)"
-        "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
-        STORE_USEC("expires_at") " AS expires FROM s",
-        6, p, &rc);
+    struct pg_result *res = db_run(db, &st_session_create, p, &rc);
+    free(paths);
+    free(sizes);
     if (res == NULL)
         return store_from_db(rc);
-    store_fill_session(res, out);
-    PQclear(res);
-    return STORE_OK;
+    int ok = db_rows(res) == 1;
+    if (ok)
+        store_fill_session(res, out);
+    db_clear(res);
+    return ok ? STORE_OK : STORE_ERROR;
 }
 
-int store_session_get(PGconn *db, const char *id, const char *key_id,
+int store_session_get(struct db *db, const char *id, const char *key_id,
                       struct store_session *out)
 {
     const char *p[] = { id, key_id };
     int rc;
-    PGresult *res = db_query(db, "session.get",
-        "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
-        STORE_USEC("expires_at") " AS expires FROM sessions "
-        "WHERE id = $1 AND " SESSION_VISIBLE, 2, p, &rc);
+    struct pg_result *res = db_run(db, &st_session_get, p, &rc);
     if (res == NULL)
         return store_from_db(rc);
-    int found = PQntuples(res) == 1;
+    int found = db_rows(res) == 1;
     if (found)
         store_fill_session(res, out);
-    PQclear(res);
+    db_clear(res);
     return found ? STORE_OK : STORE_NOT_FOUND;
 }
 
-int store_session_delete(PGconn *db, const char *id, const char *key_id)
+int store_session_delete(struct db *db, const char *id, const char *key_id)
 {
     const char *p[] = { id, key_id };
     int rc = db_begin(db);
     if (rc != DB_OK)
         return store_from_db(rc);
 
-    PGresult *res = db_query(db, "session.delete.lock",
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'running') "
-        "AS running FROM sessions WHERE id = $1 AND " SESSION_VISIBLE " FOR UPDATE",
-        2, p, &rc);
+    struct pg_result *res = db_run(db, &st_session_delete_lock, p, &rc);
     if (res == NULL)
-        goto fail;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+        goto end;
+    if (db_rows(res) != 1) {
+        db_clear(res);
         db_rollback(db);
         return STORE_NOT_FOUND;
     }
-    int running = strcmp(db_get(res, 0, "running"), "t") == 0;
-    PQclear(res);
+    db_clear(res);
+    res = db_run(db, &st_session_delete_running, p, &rc);
+    if (res == NULL)
+        goto end;
+    int running = db_get_bool(res, 0, "running");
+    db_clear(res);
     if (running) {
         db_rollback(db);
         return STORE_CONFLICT;
     }
 
-    if (store_step(db, "session.delete.cancel",
-                   "UPDATE jobs SET status = 'cancelled', finished_at = now(),"
-                   " error = 'cancelled: the session was deleted before the job ran' "
-                   "WHERE session_id = $1 AND status = 'queued'", 1, p, &rc))
-        goto fail;
-    if (store_step(db, "session.delete.mark",
-                   "UPDATE sessions SET status = 'deleted', ended_at = now() WHERE id = $1",
-                   1, p, &rc))
-        goto fail;
-    rc = db_commit(db);
-    if (rc != DB_OK)
-        goto fail;
-    return STORE_OK;
-
-fail:
-    db_rollback(db);
-    return store_from_db(rc);
+    if (store_step(db, &st_session_delete_cancel, p, &rc))
+        goto end;
+    if (store_step(db, &st_session_delete_mark, p, &rc))
+        goto end;
+end:
+    return store_tx_end(db, rc);
 }
 
-int store_session_files_removed(PGconn *db, const char *id)
+int store_session_files_removed(struct db *db, const char *id)
 {
     const char *p[] = { id };
-    return store_from_db(db_exec(db, "session.files_removed",
-        "UPDATE sessions SET files_removed_at = now() WHERE id = $1", 1, p));
+    return store_from_db(db_run_exec(db, &st_session_files_removed, p));
 }
 
-cJSON *store_session_results(PGconn *db, const char *id, const char *key_id, int *rc)
+int store_session_results(struct db *db, const char *id, const char *key_id,
+                          struct store_results *out)
 {
+    memset(out, 0, sizeof(*out));
     const char *p[] = { id, key_id };
-    PGresult *res = db_query(db, "session.results",
-        "SELECT s.current_job_id, j.result, j.result_json::text AS result_json,"
-        " (SELECT coalesce(json_agg(json_build_object('path', f.path,"
-        "    'size_bytes', f.size_bytes, 'sha256', f.sha256) ORDER BY f.path), '[]')"
-        "  FROM job_files f WHERE f.job_id = s.current_job_id)::text AS files "
-        "FROM sessions s LEFT JOIN jobs j ON j.id = s.current_job_id "
-        "WHERE s.id = $1 AND s." SESSION_VISIBLE, 2, p, rc);
-    if (res == NULL) {
-        *rc = store_from_db(*rc);
-        return NULL;
+    int rc;
+    struct pg_result *res = db_run(db, &st_session_results, p, &rc);
+    if (res == NULL)
+        return store_from_db(rc);
+    if (db_rows(res) != 1) {
+        db_clear(res);
+        return STORE_NOT_FOUND;
     }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        *rc = STORE_NOT_FOUND;
-        return NULL;
+    out->res = res;
+    out->latest_job_id = db_get(res, 0, "current_job_id");
+    out->result = db_get(res, 0, "result");
+    out->result_json = db_get(res, 0, "result_json");
+    if (out->latest_job_id != NULL) {
+        rc = store_job_files(db, out->latest_job_id, &out->files);
+        if (rc != STORE_OK) {
+            store_results_free(out);
+            return rc;
+        }
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "session_id", id);
-    json_add_str_or_null(o, "latest_job_id", db_get(res, 0, "current_job_id"));
-    const char *files = db_get(res, 0, "files");
-    cJSON_AddItemToObject(o, "output_files", cJSON_Parse(files ? files : "[]"));
-    json_add_str_or_null(o, "result", db_get(res, 0, "result"));
-    const char *rj = db_get(res, 0, "result_json");
-    cJSON_AddItemToObject(o, "result_json", rj ? cJSON_Parse(rj) : cJSON_CreateNull());
-    PQclear(res);
-    *rc = STORE_OK;
-    return o;
+    return STORE_OK;
+}
+
+void store_results_free(struct store_results *r)
+{
+    store_files_free(&r->files);
+    db_clear(r->res);
+    memset(r, 0, sizeof(*r));
 }

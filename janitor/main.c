@@ -1,15 +1,14 @@
 /* main.c - opencode-janitor: runs janitor_sweep() on a schedule. */
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "db.h"
-#include "fsutil.h"
 #include "janitor.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "mq.h"
+#include "prog.h"
 
 int main(int argc, char **argv)
 {
@@ -19,40 +18,43 @@ int main(int argc, char **argv)
         return 2;
     }
     struct cfg cfg;
-    char err[512];
-    if (cfg_load(&cfg, CFG_ROLE_JANITOR, err, sizeof(err)) != 0) {
-        fprintf(stderr, "opencode-janitor: %s\n", err);
-        return 2;
-    }
-    log_init("opencode-janitor", cfg.log_level);
-
-    /* Signals are taken with sigtimedwait(), which doubles as the sleep
-     * between passes. */
+    int rc = prog_init("opencode-janitor", CFG_ROLE_JANITOR, &cfg);
+    if (rc != 0)
+        return rc;
+    /* The wait for a signal doubles as the sleep between passes. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    prog_signals(&sigs);
 
-    PGconn *db = NULL;
+    /* METRICS_LISTEN; every step and role renders from the first scrape. */
+    struct metrics_server *metrics = NULL;
+    if (metrics_server_start(&cfg, "opencode-janitor", OCM_FOR_JANITOR, &metrics) != 0) {
+        cfg_free(&cfg);
+        return 1;
+    }
+    static const char *const steps[] = { "requeued", "failed", "expired", "removed", "pruned",
+                                         "republished", "published", "outputs_pruned" };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+        metric_touch(ocm(OCM_JANITOR_ROWS), METRIC_LABELS(steps[i]));
+    metric_touch(ocm(OCM_JANITOR_PASSES), METRIC_LABELS("leader"));
+    metric_touch(ocm(OCM_JANITOR_PASSES), METRIC_LABELS("follower"));
+
+    struct db *db = db_new(cfg.database_url, "opencode-janitor");
     struct mq *mq = NULL;
     log_info("janitor.started", "interval_s=%ld retention_s=%ld", cfg.janitor_interval_s,
              cfg.job_retention_s);
-    int rc = 0;
     for (;;) {
-        int r = janitor_sweep(&cfg, &db, &mq);
+        enum sweep_rc r = janitor_sweep(&cfg, db, &mq);
         if (once) {
-            rc = r < 0 ? 1 : 0;
+            rc = r == SWEEP_DB_DOWN ? 1 : 0;
             break;
         }
-        struct timespec ts = { .tv_sec = cfg.janitor_interval_s, .tv_nsec = 0 };
-        if (sigtimedwait(&sigs, NULL, &ts) > 0)
+        if (prog_wait_signal(&sigs, cfg.janitor_interval_s * 1000) != 0)
             break;
     }
     log_info("janitor.stopped", "once=%d", once);
     mq_close(mq);
-    PQfinish(db);
+    db_free(db);
+    metrics_server_stop(metrics);
     cfg_free(&cfg);
     return rc;
 }

@@ -22,9 +22,18 @@ die() {
 
 REQUIRED=(
     build-essential cmake pkg-config
-    libcivetweb-dev libcjson-dev librabbitmq-dev libpq-dev libssl-dev
+    libcivetweb-dev libcjson-dev librabbitmq-dev libpq-dev libssl-dev libseccomp-dev
     postgresql postgresql-contrib rabbitmq-server
     bubblewrap python3 curl ca-certificates
+    # Browser tests (tests/e2e/test_cors_browser.py) run headless Chromium
+    # inside a network namespace (iproute2: ip netns).
+    chromium iproute2
+    # tests/e2e/test_openapi.py validates api/openapi.json against the
+    # vendored OpenAPI 3.1 JSON Schema (tests/openapi/), and live responses
+    # against the document (Debian has no OpenAPI validator package).
+    python3-jsonschema
+    # tests/e2e/test_metrics.py parses /metrics with the Prometheus text parser.
+    python3-prometheus-client
     # The fuzzer target is built with clang's libFuzzer and sanitizer runtimes.
     clang libclang-rt-14-dev
 )

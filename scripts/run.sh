@@ -23,7 +23,7 @@
 #   DATABASE_URL, AMQP_URL   the private stack (scripts/stack.sh); when one
 #                            is set, that server is not started
 #   API_LISTEN=127.0.0.1:8000  DATA_DIR=var/data
-#   OPENCODE_BIN=node_modules/.bin/opencode
+#   OPENCODE_BIN=node_modules/.bin/opencode  AGENT_UID_LOCK_DIR=var/agent-uids
 #   API_KEY                  generated once into var/api_key (mode 0600)
 #   AGENT_CONFIG_FILE        var/agent-config.json in offline mode
 # Variables of this script: WORKERS (2), BUILD_DIR (build), STACK_DIR
@@ -342,6 +342,7 @@ fi
 default_env API_LISTEN 127.0.0.1:8000
 default_env DATA_DIR "$ROOT/var/data"
 default_env OPENCODE_BIN "$ROOT/node_modules/.bin/opencode"
+default_env AGENT_UID_LOCK_DIR "$ROOT/var/agent-uids"
 is_set DATA_DIR && mkdir -p "$(setting DATA_DIR)"
 
 generated_key=0

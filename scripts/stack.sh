@@ -25,6 +25,14 @@
 #                    below the kernel's ephemeral range) and remembered in
 #                    STACK_DIR/ports
 #   STACK_TIMEOUT    seconds to wait for a server to become ready (120)
+#   STACK_LISTEN_ADDR
+#                    IPv4 address PostgreSQL and RabbitMQ listen on
+#                    (127.0.0.1). Another address is meant for a network
+#                    namespace of a test (tests/e2e/test_multihost.py runs
+#                    the stack inside one): PostgreSQL then also accepts
+#                    password logins from the subnets of that address
+#                    ("samenet"). epmd and Erlang distribution stay on
+#                    loopback.
 #
 # Security: the agent the service runs is untrusted and shares the host
 # network, so both servers listen on 127.0.0.1 only and every TCP login
@@ -41,6 +49,11 @@ case "$STACK_DIR" in
 *) STACK_DIR="$ROOT/$STACK_DIR" ;;
 esac
 TIMEOUT="${STACK_TIMEOUT:-120}"
+LISTEN="${STACK_LISTEN_ADDR:-127.0.0.1}"
+[[ "$LISTEN" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || {
+    echo "stack: error: STACK_LISTEN_ADDR=$LISTEN is not an IPv4 address" >&2
+    exit 1
+}
 
 PG_DIR="$STACK_DIR/pg"
 PG_DATA="$PG_DIR/data"
@@ -268,7 +281,7 @@ prepare_stack_dir() {
 
 tcp_open() {
     # Bash's /dev/tcp: true when something accepts connections on the port.
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    (exec 3<>"/dev/tcp/$LISTEN/$1") 2>/dev/null
 }
 
 show_log() {
@@ -320,6 +333,10 @@ local   all      $PG_OS_USER       peer
 local   all      all               scram-sha-256
 host    all      all               127.0.0.1/32  scram-sha-256
 EOF
+    if [[ "$LISTEN" != 127.0.0.1 ]]; then
+        echo "host    all      all               samenet       scram-sha-256" |
+            as_user "$PG_OS_USER" tee -a "$PG_DATA/pg_hba.conf" >/dev/null
+    fi
     as_user "$PG_OS_USER" tee -a "$PG_DATA/postgresql.conf" >/dev/null <<'EOF'
 
 # Settings of the private stack (port, addresses) are rewritten on each start.
@@ -334,7 +351,7 @@ pg_write_conf() {
     as_user "$PG_OS_USER" tee "$PG_DATA/stack.conf" >/dev/null <<EOF
 # Written by scripts/stack.sh on every start.
 port = $PG_PORT
-listen_addresses = '127.0.0.1'
+listen_addresses = '$LISTEN'
 unix_socket_directories = '$PG_SOCK'
 password_encryption = 'scram-sha-256'
 max_connections = 200
@@ -370,7 +387,7 @@ pg_start() {
     ensure_secret "$PG_PASSWORD_FILE" >/dev/null
     pg_init
     if pg_running; then
-        note "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+        note "PostgreSQL already running on $LISTEN:$PG_PORT"
     else
         if tcp_open "$PG_PORT"; then
             die "port $PG_PORT is taken by another program; set PG_PORT or edit $PORTS_FILE"
@@ -380,7 +397,7 @@ pg_start() {
             show_log "$PG_LOG"
             die "PostgreSQL did not start within ${TIMEOUT}s"
         fi
-        note "PostgreSQL running on 127.0.0.1:$PG_PORT"
+        note "PostgreSQL running on $LISTEN:$PG_PORT"
     fi
     # Idempotent; also repairs a stack whose first start was interrupted.
     pg_bootstrap || {
@@ -411,7 +428,7 @@ mq_env() {
     MQ_ENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 LC_ALL=C.UTF-8 \
         HOME="$MQ_DIR/home" \
         RABBITMQ_NODENAME="$MQ_NODE" \
-        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+        RABBITMQ_NODE_IP_ADDRESS="$LISTEN" \
         RABBITMQ_NODE_PORT="$AMQP_PORT" \
         RABBITMQ_DIST_PORT="$AMQP_DIST_PORT" \
         ERL_EPMD_PORT="$EPMD_PORT" \
@@ -492,7 +509,7 @@ mq_prepare() {
     # host can log in as guest. The listener is loopback only.
     as_user "$MQ_OS_USER" tee "$MQ_DIR/rabbitmq.conf" >/dev/null <<EOF
 # Written by scripts/stack.sh on every start.
-listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+listeners.tcp.default = $LISTEN:$AMQP_PORT
 default_vhost = /
 default_user = $MQ_USER
 default_pass = $pw
@@ -521,7 +538,7 @@ mq_wait_ready() {
         sleep 0.5
     done
     show_log "$MQ_STARTUP_LOG" "$MQ_DIR/log/$MQ_NODE.log"
-    die "RabbitMQ did not accept connections on 127.0.0.1:$AMQP_PORT within ${TIMEOUT}s"
+    die "RabbitMQ did not accept connections on $LISTEN:$AMQP_PORT within ${TIMEOUT}s"
 }
 
 mq_setup_users() {
@@ -548,7 +565,7 @@ mq_start() {
     prepare_stack_dir
     if mq_running; then
         mq_wait_ready
-        note "RabbitMQ already running on 127.0.0.1:$AMQP_PORT"
+        note "RabbitMQ already running on $LISTEN:$AMQP_PORT"
         mq_setup_users
         return 0
     fi
@@ -565,7 +582,7 @@ mq_start() {
             epmd -daemon -port "$EPMD_PORT" -address 127.0.0.1)
     fi
     rm -f "$MQ_PIDFILE"
-    note "starting RabbitMQ node $MQ_NODE on 127.0.0.1:$AMQP_PORT"
+    note "starting RabbitMQ node $MQ_NODE on $LISTEN:$AMQP_PORT"
     local MQ_ENV CMD
     mq_env
     user_cmd "$MQ_OS_USER" "${MQ_ENV[@]}" "$MQ_LIB/rabbitmq-server"
@@ -575,7 +592,7 @@ mq_start() {
     local launcher=$!
     mq_wait_ready "$launcher"
     mq_setup_users
-    note "RabbitMQ running on 127.0.0.1:$AMQP_PORT"
+    note "RabbitMQ running on $LISTEN:$AMQP_PORT"
 }
 
 mq_stop() {
@@ -614,8 +631,8 @@ print_env() {
     load_ports
     [[ -s "$PG_PASSWORD_FILE" && -s "$MQ_PASSWORD_FILE" ]] ||
         die "no credentials in $STACK_DIR yet (run: scripts/stack.sh start)"
-    echo "export DATABASE_URL=postgresql://$DB_USER:$(cat "$PG_PASSWORD_FILE")@127.0.0.1:$PG_PORT/$DB_NAME"
-    echo "export AMQP_URL=amqp://$MQ_USER:$(cat "$MQ_PASSWORD_FILE")@127.0.0.1:$AMQP_PORT/%2f"
+    echo "export DATABASE_URL=postgresql://$DB_USER:$(cat "$PG_PASSWORD_FILE")@$LISTEN:$PG_PORT/$DB_NAME"
+    echo "export AMQP_URL=amqp://$MQ_USER:$(cat "$MQ_PASSWORD_FILE")@$LISTEN:$AMQP_PORT/%2f"
 }
 
 status() {
@@ -626,13 +643,13 @@ status() {
     load_ports
     local rc=0
     if pg_running; then
-        echo "postgresql: running on 127.0.0.1:$PG_PORT (data $PG_DATA, log $PG_LOG)"
+        echo "postgresql: running on $LISTEN:$PG_PORT (data $PG_DATA, log $PG_LOG)"
     else
         echo "postgresql: stopped (port $PG_PORT)"
         rc=3
     fi
     if mq_running; then
-        echo "rabbitmq:   running on 127.0.0.1:$AMQP_PORT, node $MQ_NODE, pid $(mq_pid) (logs $MQ_DIR/log)"
+        echo "rabbitmq:   running on $LISTEN:$AMQP_PORT, node $MQ_NODE, pid $(mq_pid) (logs $MQ_DIR/log)"
     else
         echo "rabbitmq:   stopped (port $AMQP_PORT, node $MQ_NODE)"
         rc=3

@@ -21,6 +21,11 @@
  * workspace at /workspace, home at /home/agent, cwd /workspace. bwrap
  * itself runs with PATH only. Besides spec->env the agent sees
  * HOME=/home/agent and the PWD=/workspace that bwrap's --chdir sets.
+ * With spec->limits: --unshare-user --disable-userns (no user namespaces
+ * inside), --seccomp (sandbox.h's filter) and --size for /tmp; with
+ * spec->drop, bwrap itself runs as the job's uid (an unprivileged user
+ * namespace), so nothing inside is ever host root. Unsandboxed, drop,
+ * rlimits and the bounded /tmp still apply, the seccomp filter does not.
  *
  * Processes that outlive their parent (bwrap's init inside the sandbox,
  * whatever the agent left running) are killed but re-parented to PID 1
@@ -29,6 +34,23 @@
  */
 #ifndef OC_AGENT_H
 #define OC_AGENT_H
+
+#include <sys/types.h>
+
+/*
+ * Containment beyond the namespaces (see sandbox.h). All optional: a
+ * zeroed struct (or spec->limits NULL) changes nothing.
+ */
+struct agent_limits {
+    long nproc;                 /* RLIMIT_NPROC: processes+threads of the
+                                   agent's uid (meaningful with spec->drop) */
+    long fsize_mb;              /* RLIMIT_FSIZE: largest file written */
+    long nofile;                /* RLIMIT_NOFILE */
+    int  nice;                  /* niceness (0: unchanged) */
+    long tmp_mb;                /* size of the agent's /tmp (bwrap --size) */
+    int  seccomp;               /* bwrap --seccomp: the filter of sandbox.h */
+    int  disable_userns;        /* bwrap --unshare-user --disable-userns */
+};
 
 struct agent_spec {
     const char *opencode_bin;   /* absolute path of the opencode executable */
@@ -47,6 +69,21 @@ struct agent_spec {
                                    hold HOME=<home>; sandboxed HOME is
                                    replaced by /home/agent) */
     int timeout_s;              /* wall clock, > 0 */
+    int tick_ms;                /* how often tick runs; 0 = 1000 */
+    /* The agent's own uid (worker running as root, uid leased by the
+     * caller: uidlease.h). The child hands it the workspace, HOME and
+     * binary through a private mount namespace (sandbox.h), sets the
+     * limits, then drops to uid:gid (no supplementary groups,
+     * PR_SET_NO_NEW_PRIVS) before exec'ing bwrap or the agent; at the
+     * end every process of uid is killed. Unsandboxed, the agent's HOME
+     * and cwd are then the stage's paths (sandbox_stage_paths(); HOME
+     * is replaced in env). */
+    int drop;
+    uid_t uid;
+    gid_t gid;
+    const struct agent_limits *limits;  /* NULL: none */
+    const char *cgroup_procs;   /* a job cgroup's cgroup.procs the agent
+                                   moves into before exec (cgroup.h), or NULL */
 };
 
 enum agent_end {
@@ -64,7 +101,7 @@ struct agent_result {
     int signal;                 /* AGENT_SIGNALED: the signal; else 0 */
 };
 
-/* Called about once a second while the agent runs. Returning non-zero
+/* Called every spec->tick_ms while the agent runs. Returning non-zero
  * kills the agent (lease lost, worker shutting down) -> AGENT_STOPPED. */
 typedef int (*agent_tick_fn)(void *arg);
 
@@ -75,9 +112,10 @@ typedef int (*agent_tick_fn)(void *arg);
  * an env entry without '='), -ENOENT/-EACCES/-ELOOP/... from opening the
  * three files, exec'ing the binary (or bwrap) or entering the workspace.
  * Every process of the agent's process group (and, under bwrap, of its
- * PID namespace) has been sent SIGKILL when this returns, also after a
- * normal exit (unsandboxed, a process that left the group with setsid()
- * escapes this). Blocks the calling thread; tick runs on it.
+ * PID namespace; with spec->drop, every process of spec->uid) has been
+ * sent SIGKILL when this returns, also after a normal exit (unsandboxed
+ * without drop, a process that left the group with setsid() escapes
+ * this). Blocks the calling thread; tick runs on it.
  */
 int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
               struct agent_result *out);

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "worker.h"
+#include "xalloc.h"
 
 /* Session variables are at most 64 (checked by the api) plus ours. */
 #define ENV_MAX (CFG_MAX_AGENT_ENV + 64 + 16)
@@ -32,11 +33,7 @@ static void env_add(struct env_list *e, const char *name, const char *value)
         return;
     }
     size_t len = strlen(name) + 1 + strlen(value) + 1;
-    char *s = malloc(len);
-    if (s == NULL) {
-        e->failed = 1;
-        return;
-    }
+    char *s = xmalloc(len);
     snprintf(s, len, "%s=%s", name, value);
     e->v[e->n++] = s;
 }
@@ -124,12 +121,7 @@ char **worker_env_build(const struct cfg *cfg, const char *home, const char *env
             free(e.v[i]);
         return NULL;
     }
-    char **out = calloc(e.n + 1, sizeof(*out));
-    if (out == NULL) {
-        for (size_t i = 0; i < e.n; i++)
-            free(e.v[i]);
-        return NULL;
-    }
+    char **out = xcalloc(e.n + 1, sizeof(*out));
     memcpy(out, e.v, e.n * sizeof(*out));
     return out;
 }

@@ -1,366 +1,283 @@
 /*
- * job_run.c - runs one claimed job and records how it ended.
+ * job_run.c - runs one attempt of a claimed job: prepare -> run ->
+ * collect -> record (see job.h).
  *
- * The job's workspace is rebuilt from the session's current files on every
- * attempt, so a re-run after a worker died starts from the state before
- * the lost attempt, never from its half-written files.
+ * The workspace is rebuilt from the session's current files on every
+ * attempt, in a folder of the attempt's own, so a re-run after a worker
+ * died starts from the state before the lost attempt, never from its
+ * half-written files, and the lost attempt (its agent maybe still
+ * writing) never shares a folder with the re-run.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
-#include "agent_events.h"
+#include "attempt.h"
 #include "db.h"
 #include "fsutil.h"
-#include "jsonutil.h"
-#include "layout.h"
+#include "job.h"
 #include "log.h"
-#include "path.h"
+#include "metrics.h"
 #include "timefmt.h"
-#include "worker.h"
+#include "xalloc.h"
 
-/* The agent's event stream is read whole for parsing up to this size;
- * past it only the tail is parsed (the final text and usage are there). */
-#define JOB_MAX_EVENTS_BYTES (64L * 1024 * 1024)
-/* opencode's error log read back for the job's error message. */
-#define JOB_STDERR_TAIL (64 * 1024)
-/* Longest cause taken from that log. */
-#define JOB_CAUSE_MAX 500
-/* How long a worker keeps trying to record an outcome while the database
- * is down; past this the lease has long expired and the janitor re-runs
- * the job, so the fenced update would fail anyway. */
-#define JOB_FINISH_RETRY_S 300
-
-struct job_tick {
-    struct worker *w;
-    struct pg_conn **db;
-    const struct store_claim *claim;
-    int64_t next_renew_ms;
-    int lease_lost;
-    int aborted;
+enum job_ran {
+    JOB_NOT_RUN,             /* failed before or while starting: outcome set */
+    JOB_RAN,                 /* the agent ended: collect and record */
+    JOB_LEASE_LOST,          /* another attempt owns the job now */
+    JOB_ABORTED,             /* shutdown grace over: hand the job back */
 };
 
-/* Called about once a second while the agent runs. */
+int job_fail(struct job_attempt *ja, enum joberr code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ja->error, sizeof(ja->error), fmt, ap);
+    va_end(ap);
+    ja->o.status = "failed";
+    ja->o.error_code = code;
+    ja->o.error = ja->error;
+    return -1;
+}
+
+void job_remove_dir(struct job_attempt *ja)
+{
+    if (!ja->own_dir)
+        return;
+    int rc = attempt_remove(&ja->a);
+    if (rc != 0)
+        log_warn("job.cleanup_failed", "job=%s errno=%d", ja->c->job_id, -rc);
+    ja->own_dir = 0;
+}
+
+/*
+ * Not renewed for two thirds of the lease: stop now, before the lease can
+ * run out and the janitor hand the job to another worker (README: a
+ * partitioned worker never keeps working next to a re-run). lease_ok_ms is
+ * taken before each renewal is sent, and a renewal blocks at most a third
+ * of the lease (db_set_io_timeout() in slot.c), so the database's lease
+ * outlives this point by about a third of it.
+ */
+static int job_lease_overdue(struct job_attempt *ja, int64_t lease_ms)
+{
+    if (time_mono_ms() - ja->lease_ok_ms < lease_ms - lease_ms / 3)
+        return 0;
+    log_warn("job.lease_expired", "job=%s reason=\"not renewed for 2/3 of JOB_LEASE_S\"",
+             ja->c->job_id);
+    metric_add(ocm(OCM_LEASES_LOST), NULL, 1);
+    ja->lease_lost = 1;
+    return 1;
+}
+
+int job_lease_keep(struct job_attempt *ja)
+{
+    const struct cfg *cfg = ja->w->cfg;
+    const int64_t lease_ms = cfg->job_lease_s * 1000;
+    int64_t now = time_mono_ms();
+    if (ja->lease_lost || job_lease_overdue(ja, lease_ms))
+        return 1;
+    if (now >= ja->next_renew_ms) {
+        /* Renew every third of the lease; a database outage shorter than
+         * two renewals costs nothing. A failed try is retried sooner. */
+        int rc = STORE_UNAVAILABLE;
+        if (db_ensure(ja->db, NULL, 0) == DB_OK)
+            rc = store_job_renew(ja->db, ja->c->job_id, ja->c->lease_token, cfg->job_lease_s);
+        if (rc == STORE_NOT_FOUND) {
+            log_warn("job.lease_lost", "job=%s", ja->c->job_id);
+            metric_add(ocm(OCM_LEASES_LOST), NULL, 1);
+            ja->lease_lost = 1;
+            return 1;
+        }
+        if (rc == STORE_OK) {
+            ja->lease_ok_ms = now;
+            metric_add(ocm(OCM_LEASE_RENEWALS), NULL, 1);
+        }
+        int64_t again = rc == STORE_OK ? lease_ms / 3 : (lease_ms / 3 < 1000 ? lease_ms / 3 : 1000);
+        ja->next_renew_ms = time_mono_ms() + again;
+    }
+    return job_lease_overdue(ja, lease_ms);
+}
+
+int job_walk_progress(void *arg)
+{
+    return job_lease_keep(arg);
+}
+
+/* prepare. Returns 0, -1 with the outcome set, or 1 when the lease was
+ * lost meanwhile. */
+static int job_prepare(struct job_attempt *ja)
+{
+    const struct cfg *cfg = ja->w->cfg;
+    const struct store_claim *c = ja->c;
+    if (layout_attempt(cfg->data_dir, c->session_id, c->job_id, c->lease_token,
+                       c->base_job_id, &ja->a) != 0)
+        return job_fail(ja, JOBERR_INTERNAL, "internal error: data path too long");
+    struct fs_walk walk = { .progress = job_walk_progress, .arg = ja };
+    int rc = attempt_prepare_walk(&ja->a, c->prompt, &walk, &ja->own_dir);
+    if (rc == -ECANCELED && ja->lease_lost)
+        return 1;
+    if (rc == 0) {
+        ja->env = worker_env_build(cfg, ja->a.home, ja->a.env_file);
+        if (ja->env == NULL)
+            rc = -ENOMEM;
+    }
+    if (rc != 0)
+        return job_fail(ja, JOBERR_WORKSPACE, "could not prepare the workspace: %s",
+                        strerror(-rc));
+    return job_contain_begin(ja);
+}
+
+/* Called every JOB_WATCHDOG_MS while the agent runs. */
 static int job_tick(void *arg)
 {
-    struct job_tick *t = arg;
-    const struct cfg *cfg = t->w->cfg;
-    if (atomic_load(&t->w->aborting)) {
-        t->aborted = 1;
+    struct job_attempt *ja = arg;
+    if (atomic_load(&ja->w->aborting)) {
+        ja->aborted = 1;
         return 1;
     }
-    int64_t now = time_mono_ms();
-    if (now < t->next_renew_ms)
-        return 0;
-    /* Renew every third of the lease; a database outage shorter than two
-     * renewals costs nothing. */
-    t->next_renew_ms = now + cfg->job_lease_s * 1000 / 3;
-    if (db_ensure(t->db, cfg->database_url, "opencode-worker") != DB_OK)
-        return 0;
-    int rc = store_job_renew(*t->db, t->claim->job_id, t->claim->lease_token, cfg->job_lease_s);
-    if (rc == STORE_NOT_FOUND) {
-        log_warn("job.lease_lost", "job=%s", t->claim->job_id);
-        t->lease_lost = 1;
+    if (job_lease_keep(ja) != 0)
+        return 1;
+    enum joberr e = watchdog_check(&ja->wd, ja->limit_msg, sizeof(ja->limit_msg));
+    if (e != JOBERR_NONE) {
+        ja->limit = e;
+        log_warn("job.limit", "job=%s code=%s rss_kb=%llu cpu_ms=%llu tasks=%llu", ja->c->job_id,
+                 joberr_name(e), (unsigned long long)ja->wd.last.rss_kb,
+                 (unsigned long long)ja->wd.cpu_ms_max, (unsigned long long)ja->wd.last.tasks);
         return 1;
     }
-    return 0;
-}
-
-/* Reads up to max bytes from the end of path. NULL when unreadable. */
-static char *job_read_tail(const char *path, long max, size_t *len)
-{
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return NULL;
-    }
-    off_t start = st.st_size > max ? st.st_size - max : 0;
-    size_t want = (size_t)(st.st_size - start);
-    char *buf = malloc(want + 1);
-    size_t got = 0;
-    while (buf != NULL && got < want) {
-        ssize_t n = pread(fd, buf + got, want - got, start + (off_t)got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    if (buf != NULL) {
-        buf[got] = '\0';
-        *len = got;
-    }
-    return buf;
-}
-
-struct job_manifest {
-    cJSON *files;
-    long skipped;
-};
-
-static int job_manifest_add(void *arg, const char *rel, int64_t size, const char *sha256)
-{
-    struct job_manifest *m = arg;
-    const char *why;
-    /* Names the API could never serve (control characters, bad UTF-8)
-     * are left out of the manifest rather than stored. */
-    if (path_validate(rel, strlen(rel), &why) != 0) {
-        m->skipped++;
-        return 0;
-    }
-    cJSON *f = cJSON_CreateObject();
-    if (f == NULL)
-        return -ENOMEM;
-    cJSON_AddItemToArray(m->files, f);
-    cJSON_AddStringToObject(f, "path", rel);
-    cJSON_AddNumberToObject(f, "size_bytes", (double)size);
-    cJSON_AddStringToObject(f, "sha256", sha256);
-    return 0;
-}
-
-/* Creates the workspace from the session's current files and the run
- * folder (HOME, prompt, logs). Returns 0 or -errno. */
-static int job_prepare(const struct cfg *cfg, const struct store_claim *c, const char *work,
-                       const char *run, const char *home, const char *prompt_path)
-{
-    char base[4096], jobs[4096];
-    if (layout_files_dir(cfg->data_dir, c->session_id, c->base_job_id, base, sizeof(base)) ||
-        snprintf(jobs, sizeof(jobs), "%s/sessions/%s/jobs", cfg->data_dir, c->session_id) >=
-            (int)sizeof(jobs))
-        return -ENAMETOOLONG;
-    int rc = fs_rm_rf(work);
-    if (rc == 0)
-        rc = fs_rm_rf(run);
-    if (rc == 0)
-        rc = fs_mkdir_p(jobs, 0755);
-    if (rc == 0)
-        rc = fs_copy_tree(base, work);
-    if (rc == 0)
-        rc = fs_mkdir_p(home, 0700);
-    if (rc != 0)
-        return rc;
-    int fd = open(prompt_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
-    size_t n = strlen(c->prompt);
-    ssize_t w = write(fd, c->prompt, n);
-    if (close(fd) != 0 || w != (ssize_t)n)
-        return -EIO;
     return 0;
 }
 
 /*
- * Finds the first error="..." of an ERROR line in opencode's log: the real
- * cause behind a generic error event (e.g. "ProviderModelNotFoundError:
- * Model not found: nosuch/model."). Returns 1 with it in out, else 0.
+ * opencode_agent_startup_seconds: from just before the agent is started
+ * (spawn_us, wall clock) to the "timestamp" (ms since the epoch) of the
+ * first event it wrote to the event stream. Read after the run, with the
+ * agent's files taken back; nothing is observed when the first line has
+ * no timestamp. The file is opened without following links or blocking,
+ * regular files only (the agent could have replaced it).
  */
-static int job_log_cause(const char *log, char *out, size_t len)
+static void job_agent_startup(const char *events, int64_t spawn_us)
 {
-    const char *p = log ? strstr(log, " error=\"") : NULL;
-    if (p == NULL || len == 0)
-        return 0;
-    p += strlen(" error=\"");
-    size_t n = 0;
-    for (; *p != '\0' && *p != '"' && *p != '\n' && n + 1 < len && n < JOB_CAUSE_MAX; p++)
-        out[n++] = *p == '\\' && p[1] != '\0' ? *++p : *p;
-    out[n] = '\0';
-    return n > 0;
+    char buf[4096];
+    int fd = open(events, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct stat st;
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    char *nl = strchr(buf, '\n');
+    if (nl != NULL)
+        *nl = '\0';
+    const char *ts = strstr(buf, "\"timestamp\":");
+    if (ts == NULL)
+        return;
+    char *end;
+    long long ms = strtoll(ts + strlen("\"timestamp\":"), &end, 10);
+    double s = (double)(ms - spawn_us / 1000) / 1000.0;
+    if (end != ts + strlen("\"timestamp\":") && s >= 0 && s < 86400)
+        metric_observe(ocm(OCM_AGENT_STARTUP), NULL, s);
 }
 
-static void job_record(struct worker *w, struct pg_conn **db, const struct store_claim *c,
-                       const struct store_outcome *o)
+/* run: the agent in the attempt's workspace, with its HOME. *spawn_us
+ * gets the wall-clock time the agent was started. */
+static enum job_ran job_run_agent(struct job_attempt *ja, int64_t *spawn_us)
 {
-    const struct cfg *cfg = w->cfg;
-    int64_t deadline = time_mono_ms() + JOB_FINISH_RETRY_S * 1000L;
-    for (;;) {
-        int rc = STORE_UNAVAILABLE;
-        if (db_ensure(db, cfg->database_url, "opencode-worker") == DB_OK)
-            rc = store_job_finish(*db, c, o);
-        if (rc == STORE_OK) {
-            log_info("job.finished", "job=%s session=%s status=%s attempt=%d", c->job_id,
-                     c->session_id, o->status, c->attempt);
-            return;
-        }
-        if (rc == STORE_NOT_FOUND) {
-            log_warn("job.outcome_dropped", "job=%s reason=\"lease lost\"", c->job_id);
-            return;
-        }
-        if (time_mono_ms() > deadline) {
-            log_error("job.outcome_lost", "job=%s reason=\"database unreachable\"", c->job_id);
-            return;
-        }
-        struct timespec ts = { .tv_sec = 1, .tv_nsec = 0 };
-        nanosleep(&ts, NULL);
-    }
-}
-
-static void job_release(struct worker *w, struct pg_conn **db, const struct store_claim *c)
-{
-    if (db_ensure(db, w->cfg->database_url, "opencode-worker") == DB_OK &&
-        store_job_release(*db, c) == STORE_OK)
-        log_info("job.released", "job=%s reason=shutdown", c->job_id);
-    /* Otherwise the lease runs out and the janitor re-queues it. */
-}
-
-void worker_job_run(struct worker *w, struct pg_conn **db, struct store_claim *c)
-{
-    const struct cfg *cfg = w->cfg;
-    char work[4096], run[4096], home[4096], prompt[4200], out[4200], err[4200], envf[4096];
-    char error[2 * JOB_CAUSE_MAX + 512], cause[JOB_CAUSE_MAX + 1];
-    run[0] = '\0';
-    struct store_outcome o;
-    memset(&o, 0, sizeof(o));
-    struct agent_report rep;
-    memset(&rep, 0, sizeof(rep));
-    struct job_manifest man = { cJSON_CreateArray(), 0 };
-    char *events = NULL, *stderr_tail = NULL, *files_json = NULL, *summary = NULL;
-    char **env = NULL;
-
-    log_info("job.started", "job=%s session=%s attempt=%d model=%s", c->job_id, c->session_id,
-             c->attempt, c->model);
-    if (layout_job_dir(cfg->data_dir, c->session_id, c->job_id, work, sizeof(work)) ||
-        layout_run_dir(cfg->data_dir, c->session_id, c->job_id, run, sizeof(run)) ||
-        layout_env_file(cfg->data_dir, c->session_id, envf, sizeof(envf)) ||
-        snprintf(home, sizeof(home), "%s/home", run) >= (int)sizeof(home)) {
-        o.status = "failed";
-        o.error = "internal error: data path too long";
-        goto record;
-    }
-    snprintf(prompt, sizeof(prompt), "%s/prompt", run);
-    snprintf(out, sizeof(out), "%s/stdout.jsonl", run);
-    snprintf(err, sizeof(err), "%s/stderr.log", run);
-
-    int rc = job_prepare(cfg, c, work, run, home, prompt);
-    if (rc == 0) {
-        env = worker_env_build(cfg, home, envf);
-        if (env == NULL)
-            rc = -ENOMEM;
-    }
-    if (rc != 0) {
-        snprintf(error, sizeof(error), "could not prepare the workspace: %s", strerror(-rc));
-        o.status = "failed";
-        o.error = error;
-        goto record;
-    }
-
+    const struct cfg *cfg = ja->w->cfg;
+    const struct layout_attempt *a = &ja->a;
     struct agent_spec spec = {
         .opencode_bin = cfg->opencode_bin,
         .bwrap_bin = cfg->sandbox == CFG_SANDBOX_BWRAP ? cfg->bwrap_bin : NULL,
-        .workspace = work,
-        .home = home,
-        .model = c->model,
-        .prompt_path = prompt,
-        .stdout_path = out,
-        .stderr_path = err,
-        .env = env,
-        .timeout_s = (int)c->timeout_s,
+        .workspace = a->work,
+        .home = a->home,
+        .model = ja->c->model,
+        .prompt_path = a->prompt,
+        .stdout_path = a->events,
+        .stderr_path = a->log,
+        .env = ja->env,
+        .timeout_s = (int)ja->c->timeout_s,
     };
-    struct job_tick tick = { w, db, c, time_mono_ms() + cfg->job_lease_s * 1000 / 3, 0, 0 };
-    struct agent_result res;
-    rc = agent_run(&spec, job_tick, &tick, &res);
+    struct agent_limits limits;
+    char procs[LAYOUT_PATH_MAX + 64];
+    job_contain_spec(ja, &spec, &limits, procs, sizeof(procs));
+    *spawn_us = time_now_usec();
+    int rc = agent_run(&spec, job_tick, ja, &ja->res);
     if (rc != 0) {
-        snprintf(error, sizeof(error), "could not start the agent: %s", strerror(-rc));
-        o.status = "failed";
-        o.error = error;
-        goto record;
+        job_fail(ja, JOBERR_AGENT_START, "could not start the agent: %s", strerror(-rc));
+        return JOB_NOT_RUN;
     }
-    if (tick.lease_lost)
-        goto done;                      /* another attempt owns the job now */
-    if (tick.aborted) {
-        job_release(w, db, c);
-        goto done;
-    }
+    if (ja->lease_lost)
+        return JOB_LEASE_LOST;
+    if (ja->aborted)
+        return JOB_ABORTED;
+    return JOB_RAN;
+}
 
-    size_t len = 0, elen = 0;
-    events = job_read_tail(out, JOB_MAX_EVENTS_BYTES, &len);
-    if (events != NULL && agent_report_parse(events, len, &rep) != 0)
-        memset(&rep, 0, sizeof(rep));
-    stderr_tail = job_read_tail(err, JOB_STDERR_TAIL, &elen);
-    if (stderr_tail != NULL)
-        json_sanitize_utf8(stderr_tail, elen);
+static void job_release(struct job_attempt *ja)
+{
+    if (db_ensure(ja->db, NULL, 0) == DB_OK && store_job_release(ja->db, ja->c) == STORE_OK)
+        log_info("job.released", "job=%s reason=shutdown", ja->c->job_id);
+    /* Otherwise the lease runs out and the janitor re-queues it. */
+}
 
-    o.has_exit_code = res.end == AGENT_EXITED;
-    o.exit_code = res.exit_code;
-    if (res.end == AGENT_TIMED_OUT) {
-        o.status = "timed_out";
-        snprintf(error, sizeof(error), "Job exceeded the timeout of %ld seconds.", c->timeout_s);
-        o.error = error;
-    } else if (res.end == AGENT_SIGNALED) {
-        o.status = "failed";
-        snprintf(error, sizeof(error), "the agent was killed by signal %d", res.signal);
-        o.error = error;
-    } else if (res.exit_code != 0 || rep.error != NULL) {
-        o.status = "failed";
-        int has_cause = job_log_cause(stderr_tail, cause, sizeof(cause));
-        if (rep.error != NULL && has_cause && strncmp(rep.error, "UnknownError", 12) == 0)
-            snprintf(error, sizeof(error), "%s", cause);
-        else if (rep.error != NULL)
-            snprintf(error, sizeof(error), "%s", rep.error);
-        else
-            snprintf(error, sizeof(error), "opencode exited with status %d%s%s", res.exit_code,
-                     has_cause ? ": " : "", has_cause ? cause : "");
-        o.error = error;
-    } else {
-        o.status = "succeeded";
+/* Removes what the attempt left on disk and frees it. */
+static void job_attempt_end(struct job_attempt *ja)
+{
+    job_remove_dir(ja);
+    if (ja->trash_entry[0] != '\0') {
+        int rc = fs_rm_rf(ja->trash_entry);
+        if (rc != 0)
+            log_warn("job.cleanup_failed", "job=%s errno=%d", ja->c->job_id, -rc);
     }
+    worker_env_free(ja->env);
+    agent_report_free(&ja->rep);
+    job_files_free(&ja->files);
+    free(ja->events);
+    free(ja->stderr_tail);
+    free(ja->summary);
+    free(ja);
+}
 
-    if (events != NULL) {
-        /* The database keeps the tail of the stream; text columns must be
-         * valid UTF-8 without NULs. */
-        char *keep = len > (size_t)cfg->max_stdout_bytes
-                         ? events + len - (size_t)cfg->max_stdout_bytes : events;
-        json_sanitize_utf8(keep, strlen(keep));
-        o.stdout_text = keep;
-    }
-    if (rep.text != NULL) {
-        json_sanitize_utf8(rep.text, strlen(rep.text));
-        o.result = rep.text;
-    }
-    if (rep.summary != NULL)
-        summary = cJSON_PrintUnformatted(rep.summary);
-    o.result_json = summary;
-    if (rep.has_usage) {
-        o.has_usage = 1;
-        o.tokens_input = rep.tokens_input;
-        o.tokens_output = rep.tokens_output;
-        o.tokens_reasoning = rep.tokens_reasoning;
-        o.tokens_cache_read = rep.tokens_cache_read;
-        o.tokens_cache_write = rep.tokens_cache_write;
-        o.cost_usd = rep.cost;
-    }
+void worker_job_run(struct worker *w, struct db *db, const struct store_claim *c)
+{
+    struct job_attempt *ja = xcalloc(1, sizeof(*ja));
+    ja->w = w;
+    ja->db = db;
+    ja->c = c;
+    ja->lease.fd = -1;
+    /* The claim just renewed the lease. */
+    ja->lease_ok_ms = time_mono_ms();
+    ja->next_renew_ms = ja->lease_ok_ms + w->cfg->job_lease_s * 1000 / 3;
+    log_info("job.started", "job=%s session=%s attempt=%d model=%s", c->job_id, c->session_id,
+             c->attempt, c->model);
 
-    /* Outputs of every ended run are kept, partial ones of a timed-out or
-     * failed run included. */
-    if (man.files != NULL && fs_manifest(work, job_manifest_add, &man) == 0)
-        files_json = cJSON_PrintUnformatted(man.files);
-    o.files_json = files_json;
-    if (man.skipped > 0)
-        log_warn("job.outputs_skipped", "job=%s count=%ld reason=\"unservable names\"",
-                 c->job_id, man.skipped);
-
-record:
-    /* The scratch folder goes before the outcome becomes visible, so a
-     * client that sees the job ended sees only its outputs on disk. */
-    if (run[0] != '\0')
-        fs_rm_rf(run);
-    job_record(w, db, c, &o);
-done:
-    if (run[0] != '\0')
-        fs_rm_rf(run);
-    worker_env_free(env);
-    agent_report_free(&rep);
-    cJSON_Delete(man.files);
-    free(events);
-    free(stderr_tail);
-    free(files_json);
-    free(summary);
+    enum job_ran r = JOB_NOT_RUN;
+    int64_t spawn_us = 0;
+    int prep = job_prepare(ja);
+    if (prep == 0)
+        r = job_run_agent(ja, &spawn_us);
+    else if (prep > 0)
+        r = JOB_LEASE_LOST;
+    job_contain_end(ja);
+    if (r == JOB_RAN) {
+        job_agent_startup(ja->a.events, spawn_us);
+        job_collect(ja);
+        if (ja->lease_lost)
+            r = JOB_LEASE_LOST;
+    }
+    if (r == JOB_ABORTED)
+        job_release(ja);
+    /* Lease lost or aborted: only the attempt's own folder goes. */
+    if (r == JOB_RAN || r == JOB_NOT_RUN)
+        job_record(ja);
+    job_attempt_end(ja);
 }

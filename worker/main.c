@@ -10,24 +10,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
+#include "prog.h"
+#include "sandbox.h"
+#include "timefmt.h"
 #include "worker.h"
+#include "xalloc.h"
 
 struct worker_threads {
     pthread_t *ids;
     long count;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;       /* monotonic: prog_cond_init() */
     long running;
 };
 
-static struct worker_threads threads = {
-    .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
-};
-
+static struct worker_threads threads = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static void *worker_slot_wrapper(void *arg)
 {
@@ -43,16 +46,66 @@ static void *worker_slot_wrapper(void *arg)
  * when all are done. */
 static int worker_wait_slots(long seconds)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += seconds;
+    int64_t until = time_mono_ms() + seconds * 1000;
     pthread_mutex_lock(&threads.mu);
-    while (threads.running > 0)
-        if (pthread_cond_timedwait(&threads.cv, &threads.mu, &until) != 0)
+    while (threads.running > 0) {
+        int64_t left = until - time_mono_ms();
+        if (left <= 0 || prog_cond_wait_ms(&threads.cv, &threads.mu, (long)left) != 0)
             break;
+    }
     int done = threads.running == 0;
     pthread_mutex_unlock(&threads.mu);
     return done;
+}
+
+/*
+ * Containment set-up (sandbox.h): as root, each agent gets a uid of its
+ * own (the lock folder must be usable now, not at the first job); as
+ * another user, agents run as that user, without RLIMIT_NPROC and the
+ * watchdog's per-uid sums. Returns 0, or 1 with a message.
+ */
+static int worker_containment(struct worker *w, const struct cfg *cfg)
+{
+    w->own_uids = geteuid() == 0;
+    if (w->own_uids) {
+        int rc = fs_mkdir_p(cfg->agent_uid_lock_dir, 0700);
+        if (rc != 0) {
+            fprintf(stderr, "opencode-worker: could not create AGENT_UID_LOCK_DIR %s: %s\n",
+                    cfg->agent_uid_lock_dir, strerror(-rc));
+            return 1;
+        }
+    } else {
+        log_warn("worker.shared_uid", "reason=\"not root: agents run as this user, without "
+                                      "their own uid, RLIMIT_NPROC or the memory, CPU and "
+                                      "process watchdog\"");
+    }
+    if (cfg->sandbox == CFG_SANDBOX_BWRAP) {
+        w->disable_userns = sandbox_probe_disable_userns(cfg->bwrap_bin);
+        if (!w->disable_userns)
+            log_warn("worker.userns_allowed", "reason=\"bwrap --disable-userns does not work "
+                                              "here (nested user namespace?): agents may "
+                                              "create user namespaces (seccomp still refuses "
+                                              "unshare/clone of one)\"");
+    }
+    return 0;
+}
+
+/* Starts the slot threads; threads.count gets how many started. */
+static void worker_start_slots(struct worker *w, long n)
+{
+    threads.ids = xcalloc((size_t)n, sizeof(pthread_t));
+    for (long i = 0; i < n; i++) {
+        pthread_mutex_lock(&threads.mu);
+        threads.running++;
+        pthread_mutex_unlock(&threads.mu);
+        if (pthread_create(&threads.ids[i], NULL, worker_slot_wrapper, w) != 0) {
+            pthread_mutex_lock(&threads.mu);
+            threads.running--;
+            pthread_mutex_unlock(&threads.mu);
+            break;
+        }
+        threads.count++;
+    }
 }
 
 int main(int argc, char **argv)
@@ -63,12 +116,9 @@ int main(int argc, char **argv)
         return 2;
     }
     struct cfg cfg;
-    char err[512];
-    if (cfg_load(&cfg, CFG_ROLE_WORKER, err, sizeof(err)) != 0) {
-        fprintf(stderr, "opencode-worker: %s\n", err);
-        return 2;
-    }
-    log_init("opencode-worker", cfg.log_level);
+    int rc = prog_init("opencode-worker", CFG_ROLE_WORKER, &cfg);
+    if (rc != 0)
+        return rc;
     if (fs_mkdir_p(cfg.data_dir, 0755) != 0) {
         fprintf(stderr, "opencode-worker: could not create DATA_DIR %s\n", cfg.data_dir);
         cfg_free(&cfg);
@@ -81,37 +131,27 @@ int main(int argc, char **argv)
     struct worker w;
     memset(&w, 0, sizeof(w));
     w.cfg = &cfg;
-
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    threads.ids = calloc((size_t)cfg.worker_concurrency, sizeof(pthread_t));
-    if (threads.ids == NULL) {
+    if (worker_containment(&w, &cfg) != 0) {
         cfg_free(&cfg);
         return 1;
     }
-    for (long i = 0; i < cfg.worker_concurrency; i++) {
-        pthread_mutex_lock(&threads.mu);
-        threads.running++;
-        pthread_mutex_unlock(&threads.mu);
-        if (pthread_create(&threads.ids[i], NULL, worker_slot_wrapper, &w) != 0) {
-            pthread_mutex_lock(&threads.mu);
-            threads.running--;
-            pthread_mutex_unlock(&threads.mu);
-            break;
-        }
-        threads.count++;
-    }
-    log_info("worker.started", "worker=%s slots=%ld sandbox=%s queue=%s", cfg.worker_id,
-             threads.count, cfg.sandbox == CFG_SANDBOX_BWRAP ? "bwrap" : "none",
-             cfg.amqp_queue);
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    sigset_t sigs;
+    prog_signals(&sigs);
+    /* METRICS_LISTEN: started before the slots, so it never races them. */
+    struct metrics_server *metrics = NULL;
+    if (metrics_server_start(&cfg, "opencode-worker", OCM_FOR_WORKER, &metrics) != 0) {
+        cfg_free(&cfg);
+        return 1;
+    }
+    prog_cond_init(&threads.cv);
+    worker_start_slots(&w, cfg.worker_concurrency);
+    log_info("worker.started", "worker=%s slots=%ld sandbox=%s queue=%s own_uids=%s "
+             "disable_userns=%s", cfg.worker_id, threads.count,
+             cfg.sandbox == CFG_SANDBOX_BWRAP ? "bwrap" : "none", cfg.amqp_queue,
+             w.own_uids ? "yes" : "no", w.disable_userns ? "yes" : "no");
+
+    int sig = prog_wait_signal(&sigs, -1);
     log_info("worker.stopping", "signal=%d grace_s=%ld", sig, cfg.worker_grace_s);
     atomic_store(&w.stopping, 1);
     if (!worker_wait_slots(cfg.worker_grace_s)) {
@@ -121,6 +161,8 @@ int main(int argc, char **argv)
     for (long i = 0; i < threads.count; i++)
         pthread_join(threads.ids[i], NULL);
     free(threads.ids);
+    pthread_cond_destroy(&threads.cv);
+    metrics_server_stop(metrics);
     log_info("worker.stopped", "worker=%s", cfg.worker_id);
     cfg_free(&cfg);
     return 0;

@@ -2,16 +2,35 @@
  * worker.h - state shared by the threads of opencode-worker.
  *
  * A worker runs WORKER_CONCURRENCY slots. Each slot is a thread with its
- * own PostgreSQL and RabbitMQ connections that takes one job at a time:
+ * own PostgreSQL and RabbitMQ connections that takes one job at a time,
+ * going through four states (slot.c):
  *
- *   consume one delivery -> cancel the consumer -> claim the job in
- *   PostgreSQL -> ack -> run the agent (renewing the lease) -> record the
- *   outcome -> publish the session's next job -> consume again.
+ *   connect: make both connections usable, publish what waits in the
+ *            outbox, start consuming;
+ *   consume: wait for one delivery, then cancel the consumer;
+ *   claim:   claim the job in PostgreSQL (a fresh lease token), ack;
+ *   run:     run the attempt (job_run.c), then publish the session's next
+ *            job from the outbox; back to connect.
  *
  * Cancelling the consumer while a job runs means the broker never parks a
  * second message on a busy slot, and acking right after the claim means a
  * long job never meets RabbitMQ's consumer timeout: from the claim on, the
  * job's lease in PostgreSQL is what protects it.
+ *
+ * One attempt (job_run.c: prepare -> run -> collect -> record) works only
+ * in its own folder, attempts/<job>-<lease token> (layout.h): a copy of
+ * the session's current files as the agent's workspace, and the scratch
+ * (HOME, prompt, logs). On the way to recording its outcome it renews the
+ * lease and publishes the workspace as jobs/<job> with a rename that never
+ * replaces an existing folder (fs_publish_dir()), so an attempt that lost
+ * its lease while its agent kept writing can never delete or overwrite
+ * the files of the attempt that replaced it.
+ *
+ * Containment (job_contain.c, sandbox.h): when the worker runs as root,
+ * each live agent runs as an unprivileged uid of its own, leased from
+ * AGENT_UID_RANGE (uidlease.h), with rlimits, a seccomp filter and a
+ * watchdog over that uid's processes and the job's folders (watchdog.h);
+ * its files are taken back before anything is collected or published.
  */
 #ifndef OC_WORKER_H
 #define OC_WORKER_H
@@ -25,14 +44,16 @@ struct worker {
     const struct cfg *cfg;
     atomic_int stopping;     /* SIGTERM: take no new job */
     atomic_int aborting;     /* grace period over: stop running agents */
+    int disable_userns;      /* bwrap accepts --disable-userns here (probed at start) */
+    int own_uids;            /* running as root: each agent gets a leased uid */
 };
 
 /* Slot thread body; arg is the struct worker. */
 void *worker_slot_main(void *arg);
 
-/* Runs a claimed job to its end and records the outcome (job_run.c).
- * db is the slot's connection (it may be replaced on reconnect). */
-void worker_job_run(struct worker *w, struct pg_conn **db, struct store_claim *claim);
+/* Runs one attempt of a claimed job to its end and records the outcome
+ * (job_run.c). db is the slot's connection (db_ensure() reconnects it). */
+void worker_job_run(struct worker *w, struct db *db, const struct store_claim *claim);
 
 /*
  * Builds the agent's environment (agent_env.c): a NULL-terminated array of

@@ -99,6 +99,24 @@ def admin_sql(sql, dbname="postgres"):
     return out.stdout
 
 
+def record_response(method, path, resp):
+    """Opt-in: with OC_RECORD_RESPONSES set, appends one JSON line
+    {method, path, status, content_type, body} per response to that file,
+    so tests/e2e/test_openapi.py can check the suite's live responses
+    against api/openapi.json. body is the text, or null when not UTF-8."""
+    out = os.environ.get("OC_RECORD_RESPONSES")
+    if not out:
+        return
+    try:
+        body = resp.body.decode("utf-8")
+    except UnicodeDecodeError:
+        body = None
+    line = json.dumps({"method": method, "path": path, "status": resp.status,
+                       "content_type": resp.headers.get("Content-Type"), "body": body})
+    with open(out, "a") as f:
+        f.write(line + "\n")
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -165,6 +183,11 @@ class Service:
             "JANITOR_INTERVAL_S": "1",
             "WORKER_GRACE_S": "5",
             "LOG_LEVEL": "debug",
+            # Sandbox uid leases: one folder for every service of the run
+            # (they share this host's uids), inside the project's own
+            # test stack rather than the default under /run.
+            "AGENT_UID_LOCK_DIR": os.path.join(os.environ.get("STACK_DIR") or
+                                               tempfile.gettempdir(), "agent-uids"),
         }
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
@@ -290,9 +313,11 @@ class Service:
         try:
             c.request(method, path, body=data, headers=h)
             r = c.getresponse()
-            return Response(r.status, dict(r.getheaders()), r.read())
+            resp = Response(r.status, dict(r.getheaders()), r.read())
         finally:
             c.close()
+        record_response(method, path, resp)
+        return resp
 
     def create_session(self, files, ttl=None, key="default", **extra):
         body = {"files": [{"path": p, "content": c} for p, c in files.items()]}
@@ -356,6 +381,15 @@ class Service:
     def session_dir(self, sid):
         return os.path.join(self.data_dir, "sessions", sid)
 
+    def workspace(self, sid, jid):
+        """The folder the agent of a job works in: the live attempt's own
+        (attempts/<job>-<lease token>/work) while the job runs, else the
+        job's published outputs (README, "Files on disk")."""
+        token = self.scalar("SELECT lease_token FROM jobs WHERE id = '%s'" % jid)
+        if token:
+            return os.path.join(self.session_dir(sid), "attempts", "%s-%s" % (jid, token), "work")
+        return os.path.join(self.session_dir(sid), "jobs", jid)
+
     def disk_sessions(self):
         root = os.path.join(self.data_dir, "sessions")
         return sorted(os.listdir(root)) if os.path.isdir(root) else []
@@ -383,11 +417,22 @@ class ServiceTest(unittest.TestCase):
         return (s.scalar("SELECT count(*) FROM sessions"), s.scalar("SELECT count(*) FROM jobs"),
                 s.scalar("SELECT count(*) FROM session_files"), tuple(s.disk_sessions()))
 
-    def assertError(self, r, status, contains=None):
+    # The stable error code of each status that has only one (README,
+    # "API reference"); 400, 409 and 503 have several.
+    CODE_OF_STATUS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                      413: "body_too_large", 422: "validation_error", 500: "internal_error"}
+
+    def assertError(self, r, status, contains=None, code=None):
+        """A JSON error {"detail", "code"}; code, when given, must match."""
         self.assertEqual(r.status, status, r)
         self.assertEqual(r.headers.get("Content-Type"), "application/json", r)
-        detail = r.json().get("detail")
+        body = r.json()
+        detail = body.get("detail")
         self.assertIsInstance(detail, str, r)
+        self.assertRegex(body.get("code") or "", r"^[a-z_]+$", r)
+        expected = code or self.CODE_OF_STATUS.get(status)
+        if expected:
+            self.assertEqual(body["code"], expected, r)
         if contains:
             self.assertIn(contains.lower(), detail.lower(), r)
         return detail

@@ -248,7 +248,8 @@ class ApiTestBase(harness.ServiceTest):
         self.assertEqual(parse_iso(body["expires_at"]) - parse_iso(body["created_at"]),
                          datetime.timedelta(seconds=ttl), body)
         self.assertEqual(body["input_files"],
-                         [{"path": p, "size_bytes": len(c)} for p, c in files])
+                         [{"path": p, "size_bytes": len(c), "mode": "100644"}
+                          for p, c in files])
         row = self.session_row(sid)
         self.assertIsNotNone(row, "no sessions row for %s" % sid)
         self.assertEqual(row["api_key_id"], key_id)
@@ -288,11 +289,11 @@ class ApiTestBase(harness.ServiceTest):
             self.assertEqual(self.counts(), self._unchanged_since,
                              "a refused request wrote rows or folders")
 
-    def assertRefused(self, r, status, contains=None, before=None):
+    def assertRefused(self, r, status, contains=None, before=None, code=None):
         """A 4xx JSON error. With before=counts(): the test ends with the same
         counts (checked once, in tearDown, to keep the number of psql runs low;
         a test passes before only once it has stopped writing on purpose)."""
-        detail = self.assertError(r, status, contains)
+        detail = self.assertError(r, status, contains, code)
         if before is not None and self._unchanged_since is None:
             self._unchanged_since = before
         return detail
@@ -577,6 +578,7 @@ class SeedApiTest(ApiTestBase):
         # The queued job was cancelled, and its history stays readable.
         st = s.job(job_id)
         self.assertEqual(st["status"], "cancelled")
+        self.assertEqual(st["error_code"], "cancelled")
         self.assertIsInstance(st["error"], str)
         self.assertIsNotNone(st["finished_at"])
         before = self.counts()
@@ -797,9 +799,15 @@ class SeedApiTest(ApiTestBase):
         self.assertNotIn(key_b[4:], dump)
         self.assertNotIn(key_b, s.all_logs())
 
-        # Revoked: 401 from then on, for everything it owned too.
+        # Revoked: 401 within 5 s (the api caches a key it has seen for
+        # KEY_CACHE_TTL_MS, 2 s), then for everything it owned too.
         r = self.run_keys("revoke", kid)
         self.assertEqual(r.returncode, 0, r.stderr)
+        t0 = time.time()
+        harness.wait_for(lambda: s.request("GET", "/session/results?session_id=" + sid_b,
+                                           key=key_b).status == 401, 10, 0.1,
+                         "the revoked key to be refused")
+        self.assertLess(time.time() - t0, 5 + 1)
         before = self.counts()
         for method, path in (("GET", "/session/results?session_id=" + sid_b),
                              ("GET", "/job/status?job_id=" + job_b),
@@ -979,6 +987,36 @@ class LimitsApiTest(ApiTestBase):
         r = self.post_session_raw(json.dumps({"files": [self.f("a", "x" * 900)],
                                               "pad": "p" * 4000}))
         self.assertRefused(r, 413, "4096", before)
+
+    def test_error_codes_name_the_problem(self):
+        """Each refusal carries the stable code README lists for it."""
+        J = json.dumps
+        f = self.f
+        before = self.counts()
+        cases = [
+            ("malformed JSON", '{"files": [', 400, "invalid_json"),
+            ("duplicate key", '{"files": [], "files": []}', 400, "invalid_json"),
+            ("bad path", J({"files": [f(path="../x")]}), 400, "invalid_path"),
+            ("too many files", J({"files": [f(path="f%d" % i) for i in range(6)]}), 400,
+             "too_many_files"),
+            ("too large", J({"files": [f("a", "x" * 600), f("b", "y" * 600)]}), 400,
+             "session_too_large"),
+            ("missing field", J({}), 422, "validation_error"),
+            ("body over MAX_BODY_BYTES", J({"files": [], "pad": "p" * 5000}), 413,
+             "body_too_large"),
+        ]
+        for name, raw, status, code in cases:
+            with self.subTest(name):
+                self.assertRefused(self.post_session_raw(raw), status, None, before, code)
+        s = self.svc
+        self.assertRefused(s.request("GET", "/job/status?job_id=" + "0" * 32), 404, None,
+                           before, "not_found")
+        self.assertRefused(s.request("GET", "/nowhere"), 404, None, before, "not_found")
+        self.assertRefused(s.request("GET", "/job"), 405, None, before, "method_not_allowed")
+        self.assertRefused(s.request("GET", "/job/status", key="wrong-key-0123456789"), 401,
+                           None, before, "unauthorized")
+        self.assertRefused(s.request("GET", "/job/status"), 422, None, before,
+                           "validation_error")
 
     def test_bad_job_bodies(self):
         J = json.dumps

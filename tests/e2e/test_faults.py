@@ -97,7 +97,7 @@ def bash(cmd):
 
 
 def workspace(svc, sid, jid):
-    return os.path.join(svc.session_dir(sid), "jobs", jid)
+    return svc.workspace(sid, jid)
 
 
 def ws_files(svc, sid, jid):
@@ -207,7 +207,48 @@ class KillWorker(FaultTest):
         self.assertNotEqual(markers, first_marker, "the killed attempt's file was kept")
         self.assertEqual(sorted(set(files) - set(markers)), ["a.txt", "final.txt"])
         self.assertEqual(s.download(sid, "final.txt").body, b"final\n")
-        self.assertEqual(sorted(n for n in os.listdir(ws) if n.startswith("run-")), markers)
+        # The published outputs hold the new marker only; the killed
+        # attempt's own folder (ws) was never touched by the re-run.
+        published = workspace(s, sid, jid)
+        self.assertNotEqual(published, ws)
+        self.assertEqual(sorted(n for n in os.listdir(published) if n.startswith("run-")),
+                         markers)
+        self.assertEqual(sorted(n for n in os.listdir(ws) if n.startswith("run-")),
+                         first_marker)
+
+
+class LeaseDeadline(FaultTest):
+    """A worker cut off from PostgreSQL cannot renew its lease: once a whole
+    JOB_LEASE_S has passed it stops its agent and drops the attempt, so it
+    never keeps working next to the re-run the janitor then starts."""
+    SERVICE_ARGS = {"workers": 1, "janitor": True, "env": {"JOB_LEASE_S": "6"}}
+
+    def test_worker_that_cannot_renew_stops_its_agent(self):
+        s = self.svc
+        sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
+        jid = s.submit(sid, script_prompt([bash("echo begun > begun.txt"), bash("sleep 25"),
+                                           {"text": "done"}]), timeout_s=300)["job_id"]
+        wait_in_workspace(s, sid, jid, lambda n: "begun.txt" in n)
+        ws = workspace(s, sid, jid)
+        attempt_dir = os.path.dirname(ws)
+        harness.stack("pg-stop")
+        try:
+            t0 = time.time()
+            wait_for(lambda: log_lines(s, "worker0", r"job\.lease_expired job=%s" % jid), 30,
+                     0.2, "the worker to give the job up")
+            took = time.time() - t0
+            wait_for(lambda: not harness.processes_mentioning(jid), 10, 0.2,
+                     "the agent to stop")
+            wait_for(lambda: not os.path.exists(attempt_dir), 30, 0.2,
+                     "the dropped attempt's folder to go")
+        finally:
+            harness.stack("pg-start")
+        # Within a lease (6 s) of its last renewal, plus sampling slack.
+        self.assertLess(took, 20)
+        self.assertIsNone(s.procs["worker0"].poll(), s.log_tail("worker0"))
+        job = s.wait_job(jid, timeout=240)
+        self.assertEqual((job["status"], job["attempt"]), ("succeeded", 2), job)
+        self.assertEqual(job["result"], "done")
 
 
 class KillWorkerLastAttempt(FaultTest):
@@ -230,6 +271,7 @@ class KillWorkerLastAttempt(FaultTest):
         job = s.wait_job(jid, timeout=60)
         self.assertEqual(job["status"], "failed", job)
         self.assertTrue(job["error"].startswith("worker lost"), job["error"])
+        self.assertEqual(job["error_code"], "worker_lost", job)
         self.assertIn("worker0", job["error"])
         self.assertEqual(job["attempt"], 1)
         self.assertIsNotNone(job["finished_at"])

@@ -40,11 +40,16 @@ class JobFlow(harness.ServiceTest):
         job = s.wait_job(queued["job_id"])
         self.assertEqual(job["status"], "succeeded", job)
         self.assertIsNone(job["error"])
+        self.assertIsNone(job["error_code"])
         self.assertEqual(job["attempt"], 1)
         self.assertEqual(job["result"], "Added a subtract function.")
         self.assertEqual(job["result_json"]["text"], "Added a subtract function.")
         tools = [t["tool"] for t in job["result_json"]["tools"]]
         self.assertIn("edit", tools)
+        # What the agent took, as the worker's watchdog sampled it.
+        res = job["result_json"]["resources"]
+        self.assertGreater(res["cpu_s"], 0)
+        self.assertGreater(res["peak_rss_bytes"], 50 * 1024 * 1024)
         self.assertIsNotNone(job["usage"])
         self.assertGreater(job["usage"]["input_tokens"], 0)
         self.assertIn('"type":"step_finish"', job["stdout"].replace(" ", ""))
@@ -69,8 +74,11 @@ class JobFlow(harness.ServiceTest):
         url = files["NOTES.md"]["download_url"]
         self.assertEqual(s.request("GET", url).body, b"added subtract\n")
 
-        # The agent's scratch (HOME, prompt, logs) is gone after the job.
-        self.assertEqual(os.listdir(os.path.join(s.session_dir(sid), "run")), [])
+        # The attempt's folders (scratch: HOME, prompt, logs) are gone after
+        # the job; its workspace became the job's published outputs.
+        self.assertEqual(os.listdir(os.path.join(s.session_dir(sid), "attempts")), [])
+        self.assertEqual(os.listdir(os.path.join(s.session_dir(sid), "jobs")),
+                         [queued["job_id"]])
 
         self.assertEqual(s.request("DELETE", "/session?session_id=" + sid).status, 204)
         self.assertFalse(os.path.exists(s.session_dir(sid)))
@@ -84,7 +92,7 @@ class JobFlow(harness.ServiceTest):
         jid = s.submit(sid, script_prompt([{"sleep": 8}, {"text": "done"}]))["job_id"]
         harness.wait_for(lambda: s.job(jid)["status"] == "running", 120, 0.2, "job running")
         r = s.request("DELETE", "/session?session_id=" + sid)
-        self.assertError(r, 409, "running")
+        self.assertError(r, 409, "running", code="session_busy")
         self.assertEqual(s.scalar("SELECT status FROM sessions WHERE id = '%s'" % sid), "active")
         self.assertTrue(os.path.isdir(s.session_dir(sid)))
         self.assertEqual(s.wait_job(jid)["status"], "succeeded")
@@ -120,6 +128,7 @@ class JobFlow(harness.ServiceTest):
         started = time.time()
         job = s.wait_job(s.submit(sid, prompt, timeout_s=45)["job_id"], timeout=150)
         self.assertEqual(job["status"], "timed_out", job)
+        self.assertEqual(job["error_code"], "timeout", job)
         self.assertIn("timeout of 45 seconds", job["error"])
         self.assertLess(time.time() - started, 120)
         # Partial outputs are kept with the job...
@@ -143,6 +152,7 @@ class JobFlow(harness.ServiceTest):
         sid = s.create_session({"a.txt": "x\n"})["session_id"]
         job = s.wait_job(s.submit(sid, "hello", model="nosuch/model")["job_id"])
         self.assertEqual(job["status"], "failed", job)
+        self.assertEqual(job["error_code"], "agent_failed", job)
         self.assertIn("model not found: nosuch/model", job["error"].lower())
         self.assertNotIn("\x1b[", job["error"])
 

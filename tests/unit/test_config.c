@@ -3,6 +3,11 @@
  *
  * Each case starts from a clean environment (env_reset) holding only
  * DATABASE_URL, in a fresh temporary working folder with no .env file.
+ *
+ * It also checks that README.md's configuration tables are the ones the
+ * table in config.c generates. README.md is argv[1], else
+ * $OC_SOURCE_DIR/README.md, else found next to this source file.
+ * "test_config --markdown" prints the tables README should hold.
  */
 #include "check.h"
 #include "config.h"
@@ -39,6 +44,8 @@ static void env_clear(void)
 {
     for (size_t i = 0; i < sizeof(cfg_vars) / sizeof(cfg_vars[0]); i++)
         unsetenv(cfg_vars[i]);
+    for (size_t i = 0; cfg_var_name(i) != NULL; i++)
+        unsetenv(cfg_var_name(i));
 }
 
 /* Clean slate: only DATABASE_URL set. */
@@ -157,8 +164,32 @@ static void test_env_names(void)
         if (r != 1)
             fprintf(stderr, "  %s should be reserved\n", reserved[i]);
     }
+    /* Every configuration variable, and those the hand-written list held
+     * before the table did (with samples of its prefixes). */
+    for (size_t i = 0; cfg_var_name(i) != NULL; i++) {
+        int r = cfg_env_name_reserved(cfg_var_name(i));
+        CHECK(r == 1);
+        if (r != 1)
+            fprintf(stderr, "  %s should be reserved\n", cfg_var_name(i));
+    }
+    static const char *const reserved_before[] = {
+        "API_KEY", "API_LISTEN", "API_THREADS", "DATABASE_URL", "AMQP_URL", "AMQP_QUEUE",
+        "DATA_DIR", "ENV_FILE", "LOG_LEVEL", "HOME", "PATH", "SHELL", "USER", "LOGNAME",
+        "TMPDIR", "PWD", "BASH_ENV", "ENV", "NODE_OPTIONS", "NODE_PATH", "PYTHONPATH",
+        "PYTHONSTARTUP", "PERL5OPT", "RUBYOPT", "GCONV_PATH", "HOSTALIASES",
+        "RESOLV_HOST_CONF", "LOCALDOMAIN", "NLSPATH", "MALLOC_CHECK_", "OPENSSL_CONF",
+        "LD_AUDIT", "PGHOST", "AMQP_X", "OPENCODE_CONFIG", "AGENT_X", "WORKER_X", "JOB_X",
+        "MAX_X", "DEFAULT_X", "JANITOR_X", "BWRAP_X", "GLIBC_TUNABLES", "BUN_X",
+        "API_DB_POOL",
+    };
+    for (size_t i = 0; i < sizeof(reserved_before) / sizeof(reserved_before[0]); i++) {
+        int r = cfg_env_name_reserved(reserved_before[i]);
+        CHECK(r == 1);
+        if (r != 1)
+            fprintf(stderr, "  %s should be reserved\n", reserved_before[i]);
+    }
     static const char *const free_names[] = {
-        "MY_TOKEN", "GITHUB_TOKEN", "FOO", "HOMEBREW_X", "XPATH",
+        "MY_TOKEN", "GITHUB_TOKEN", "FOO", "HOMEBREW_X", "XPATH", "API_OTHER", "ENV_X",
     };
     for (size_t i = 0; i < sizeof(free_names) / sizeof(free_names[0]); i++) {
         int r = cfg_env_name_reserved(free_names[i]);
@@ -223,7 +254,8 @@ static void test_defaults(void)
     if (LOAD_OK(&c, CFG_ROLE_API) == 0) {
         CHECK_STR(c.api_key, "0123456789abcdef");
         CHECK_STR(c.api_listen, "127.0.0.1:8000");
-        CHECK(c.api_threads == 32);
+        CHECK(c.api_threads == 1024);
+        CHECK(c.api_db_pool == 8);
         CHECK(c.job_lease_s == 30);
         CHECK(c.job_max_attempts == 3);
         cfg_free(&c);
@@ -331,6 +363,10 @@ static void test_integers(void)
             cfg_free(&c);
     }
 
+}
+
+static void test_role_integers(void)
+{
     /* Role-specific integers. */
     env_reset();
     setenv("API_KEY", "0123456789abcdef", 1);
@@ -353,6 +389,38 @@ static void test_integers(void)
     EXPECT_FAIL(CFG_ROLE_WORKER, "MAX_STDOUT_BYTES");
 }
 
+/* API_DB_POOL, and the wording of the messages the table's rows share. */
+static void test_api_db_pool_and_messages(void)
+{
+    struct cfg c;
+
+    env_reset();
+    setenv("API_KEY", "0123456789abcdef", 1);
+    setenv("API_DB_POOL", "0", 1);
+    EXPECT_FAIL(CFG_ROLE_API, "API_DB_POOL must be an integer from 1 to 1024 (got \"0\")");
+    setenv("API_DB_POOL", "1025", 1);
+    EXPECT_FAIL(CFG_ROLE_API, "API_DB_POOL");
+    setenv("API_DB_POOL", "1", 1);
+    if (LOAD_OK(&c, CFG_ROLE_API) == 0) {
+        CHECK(c.api_db_pool == 1);
+        cfg_free(&c);
+    }
+    /* Only the api reads it. */
+    env_reset();
+    setenv("API_DB_POOL", "0", 1);
+    if (LOAD_OK(&c, CFG_ROLE_ADMIN) == 0)
+        cfg_free(&c);
+
+    /* The messages' wording. */
+    env_reset();
+    setenv("MAX_FILES", "x", 1);
+    EXPECT_FAIL(CFG_ROLE_ADMIN, "MAX_FILES must be an integer from 1 to 100000 (got \"x\")");
+    env_reset();
+    setenv("MAX_TTL_S", "100", 1);
+    setenv("DEFAULT_TTL_S", "101", 1);
+    EXPECT_FAIL(CFG_ROLE_ADMIN, "DEFAULT_TTL_S must be an integer from 1 to 100 (got \"101\")");
+}
+
 static void test_strings(void)
 {
     struct cfg c;
@@ -360,6 +428,7 @@ static void test_strings(void)
     env_reset();
     setenv("LOG_LEVEL", "loud", 1);
     EXPECT_FAIL(CFG_ROLE_ADMIN, "LOG_LEVEL");
+    EXPECT_FAIL(CFG_ROLE_ADMIN, "LOG_LEVEL must be debug, info, warn or error");
     env_reset();
     setenv("LOG_LEVEL", "debug", 1);
     if (LOAD_OK(&c, CFG_ROLE_ADMIN) == 0) {
@@ -418,7 +487,6 @@ static void test_strings(void)
 static void test_worker(void)
 {
     struct cfg c;
-    char path[PATH_MAX + 64];
 
     env_worker();
     if (LOAD_OK(&c, CFG_ROLE_WORKER) == 0) {
@@ -448,6 +516,12 @@ static void test_worker(void)
         CHECK_STR(c.worker_id, "w1");
         cfg_free(&c);
     }
+
+}
+
+static void test_worker_agent_env(void)
+{
+    struct cfg c;
 
     /* AGENT_ENV: secrets and bad names refused, others appended. */
     static const char *const secrets[] = {
@@ -489,10 +563,18 @@ static void test_worker(void)
         cfg_free(&c);
     }
 
+}
+
+static void test_worker_files(void)
+{
+    struct cfg c;
+    char path[PATH_MAX + 64];
+
     /* Sandbox. */
     env_worker();
     setenv("AGENT_SANDBOX", "maybe", 1);
     EXPECT_FAIL(CFG_ROLE_WORKER, "AGENT_SANDBOX");
+    EXPECT_FAIL(CFG_ROLE_WORKER, "AGENT_SANDBOX must be \"bwrap\" or \"none\" (got \"maybe\")");
     env_worker();
     unsetenv("AGENT_SANDBOX");
     setenv("BWRAP_BIN", "/nonexistent/bwrap", 1);
@@ -555,7 +637,7 @@ static void test_worker(void)
 
 static void test_env_file(void)
 {
-    char path[PATH_MAX + 64], err[1024];
+    char path[PATH_MAX + 64];
     struct cfg c;
 
     snprintf(path, sizeof(path), "%s/test.env", tmpdir);
@@ -600,6 +682,13 @@ static void test_env_file(void)
     CHECK((v = getenv("OC_TEST_CRLF")) != NULL && strcmp(v, "crlf") == 0);
     CHECK((v = getenv("OC_TEST_EQ")) != NULL && strcmp(v, "a=b=c") == 0);
     CHECK(getenv("OC_TEST_COMMENTED") == NULL);
+
+}
+
+static void test_env_file_errors(void)
+{
+    char path[PATH_MAX + 64], err[1024];
+    struct cfg c;
 
     /* The default is ./.env in the working folder. */
     snprintf(path, sizeof(path), "%s/.env", tmpdir);
@@ -647,8 +736,129 @@ static void test_env_file(void)
     env_clear();
 }
 
-int main(void)
+/* ---- README's tables ----------------------------------------------------- */
+
+#define README_BEGIN "<!-- config-table:begin -->"
+#define README_END   "<!-- config-table:end -->"
+
+/* README.md's path: argv[1], $OC_SOURCE_DIR/README.md, or the folder above
+ * tests/unit/ of this file (absolute under CMake, relative to the source
+ * folder when compiled from there). */
+static void readme_path(int argc, char **argv, char *out, size_t n)
 {
+    const char *src = getenv("OC_SOURCE_DIR");
+    const char *here = strstr(__FILE__, "tests/unit/test_config.c");
+    if (argc > 1)
+        snprintf(out, n, "%s", argv[1]);
+    else if (src != NULL && *src != '\0')
+        snprintf(out, n, "%s/README.md", src);
+    else if (here != NULL)
+        snprintf(out, n, "%.*sREADME.md", (int)(here - __FILE__), __FILE__);
+    else
+        snprintf(out, n, "README.md");
+}
+
+/* The whole file, NUL-terminated, or NULL. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t got;
+    while (m != NULL && (got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, got, m);
+    fclose(f);
+    if (m != NULL)
+        fclose(m);
+    return buf;
+}
+
+/* Skips blank lines at *p; returns how many lines it skipped. */
+static int skip_blank_lines(const char **p, const char *end)
+{
+    int n = 0;
+    while (*p < end && **p == '\n') {
+        (*p)++;
+        n++;
+    }
+    return n;
+}
+
+/* Compares README's lines [a, a_end) with the generated text g, ignoring
+ * blank lines at either end; reports the first line that differs. */
+static void compare_tables(const char *path, int line, const char *a, const char *a_end,
+                           const char *g)
+{
+    const char *g_end = g + strlen(g);
+    line += skip_blank_lines(&a, a_end);
+    skip_blank_lines(&g, g_end);
+    while (a_end > a && a_end[-1] == '\n')
+        a_end--;
+    while (g_end > g && g_end[-1] == '\n')
+        g_end--;
+    while (a < a_end || g < g_end) {
+        const char *an = memchr(a, '\n', (size_t)(a_end - a));
+        const char *gn = memchr(g, '\n', (size_t)(g_end - g));
+        size_t al = (size_t)((an ? an : a_end) - a), gl = (size_t)((gn ? gn : g_end) - g);
+        int same = al == gl && memcmp(a, g, al) == 0;
+        CHECK(same);
+        if (!same) {
+            fprintf(stderr, "%s:%d: configuration table differs from common/config.c's\n"
+                            "  README:    %.*s\n  generated: %.*s\n"
+                            "  (edit the table in common/config.c, then paste the output of "
+                            "\"test_config --markdown\" between the markers)\n",
+                    path, line, (int)al, a < a_end ? a : "(end)", (int)gl,
+                    g < g_end ? g : "(end)");
+            return;
+        }
+        a = an ? an + 1 : a_end;
+        g = gn ? gn + 1 : g_end;
+        line++;
+    }
+}
+
+static void test_readme(const char *path)
+{
+    char *text = slurp(path);
+    CHECK(text != NULL);
+    if (text == NULL) {
+        fprintf(stderr, "  could not read %s: pass README.md's path as the first "
+                        "argument or set OC_SOURCE_DIR\n", path);
+        return;
+    }
+    char *b = strstr(text, README_BEGIN "\n");
+    char *e = b ? strstr(b, "\n" README_END) : NULL;
+    CHECK(b != NULL && e != NULL);
+    char *gen = NULL;
+    size_t gen_len = 0;
+    FILE *m = open_memstream(&gen, &gen_len);
+    CHECK(m != NULL && cfg_write_markdown(m) == 0);
+    if (m != NULL)
+        fclose(m);
+    if (b != NULL && e != NULL && gen != NULL) {
+        int line = 2;            /* the line after the begin marker */
+        for (const char *p = text; p < b; p++)
+            line += *p == '\n';
+        compare_tables(path, line, b + strlen(README_BEGIN "\n"), e + 1, gen);
+    } else if (b == NULL || e == NULL) {
+        fprintf(stderr, "  %s has no %s ... %s section\n", path, README_BEGIN, README_END);
+    }
+    free(gen);
+    free(text);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--markdown") == 0)
+        return cfg_write_markdown(stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
+    char readme[PATH_MAX + 16];
+    readme_path(argc, argv, readme, sizeof(readme));
+    test_readme(readme);
+
     char oldcwd[PATH_MAX];
     if (getcwd(oldcwd, sizeof(oldcwd)) == NULL)
         return 2;
@@ -664,9 +874,14 @@ int main(void)
     test_defaults();
     test_required();
     test_integers();
+    test_role_integers();
+    test_api_db_pool_and_messages();
     test_strings();
     test_worker();
+    test_worker_agent_env();
+    test_worker_files();
     test_env_file();
+    test_env_file_errors();
 
     if (chdir(oldcwd) != 0)
         return 2;
