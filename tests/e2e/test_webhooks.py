@@ -1,0 +1,284 @@
+"""Webhooks (issue 11, item 4): a job submitted with a webhook_url gets its
+status document POSTed when it ends, signed as Standard Webhooks says
+(webhook-id, webhook-timestamp, webhook-signature) with its key's secret,
+retried with backoff through the webhook_deliveries queue, and never sent
+to loopback or private addresses unless WEBHOOK_ALLOW_PRIVATE=1 (checked
+when the janitor connects). The receivers are Python servers on
+127.0.0.1; the janitor runs with small retry timers."""
+
+import base64
+import hashlib
+import hmac
+import http.server
+import os
+import re
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import script_prompt, wait_for  # noqa: E402
+
+API_BIN = os.path.join(harness.BUILD, "opencode-api")
+JOB = script_prompt([{"text": "webhook job done"}])
+
+TIMERS = {
+    "WEBHOOK_RETRY_BASE_S": "1",
+    "WEBHOOK_RETRY_MAX_S": "2",
+    "WEBHOOK_RETRY_S": "120",
+    "WEBHOOK_TIMEOUT_MS": "3000",
+    "WEBHOOK_SECRET_GRACE_S": "600",
+    # The bootstrap key's secret (its jobs sign with it).
+    "WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"bootstrap-webhook-secret-32bytes").decode(),
+}
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records each POST and answers the
+    next status of `statuses` (200 once they are used up)."""
+
+    def __init__(self, statuses=()):
+        self.statuses = list(statuses)
+        self.requests = []
+        self.lock = threading.Lock()
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                with rec.lock:
+                    rec.requests.append({k.lower(): v for k, v in self.headers.items()} |
+                                        {"_body": body})
+                    status = rec.statuses.pop(0) if rec.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def got(self):
+        with self.lock:
+            return list(self.requests)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def signature(secret, msg_id, ts, body):
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, ("%s.%s." % (msg_id, ts)).encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+class Webhooks(harness.ServiceTest):
+    SERVICE_ARGS = {"workers": 1, "janitor": False, "env": dict(TIMERS)}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.key_id, cls.key, cls.secret = cls.new_key("webhooks")
+        cls.svc.start_janitor("janitor", WEBHOOK_ALLOW_PRIVATE="1")
+
+    @classmethod
+    def new_key(cls, name):
+        r = cls.svc.run_program([API_BIN, "keys", "create", name])
+        assert r.returncode == 0, r.stderr
+        kid = re.search(r"^id:\s+(key_[0-9a-f]{16})$", r.stdout, re.M).group(1)
+        key = re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
+        secret = re.search(r"^webhook_secret: (whsec_[A-Za-z0-9+/=]+)$", r.stdout, re.M).group(1)
+        return kid, key, secret
+
+    def run_job(self, **fields):
+        s = self.svc
+        sid = s.create_session({"a.txt": "x"}, key=self.key)["session_id"]
+        jid = s.submit(sid, JOB, key=self.key, **fields)["job_id"]
+        job = self.wait_job(jid)
+        return jid, job
+
+    def wait_job(self, jid):
+        def done():
+            r = self.svc.request("GET", "/job/status?job_id=" + jid, key=self.key)
+            return r.json() if r.json().get("status") not in ("queued", "running") else None
+        return wait_for(done, 180, 0.3, "job %s to end" % jid)
+
+    def delivery(self, jid):
+        rows = self.svc.sql("SELECT id, attempts, coalesce(last_status_code, 0),"
+                            " coalesce(last_error, ''), delivered_at IS NOT NULL, url, job_status"
+                            " FROM webhook_deliveries WHERE job_id = '%s'" % jid)
+        return rows
+
+    # ---- delivery, retries, signature, body -----------------------------------
+
+    def test_500_twice_then_delivered_signed_with_status_document(self):
+        rec = Receiver([500, 500])
+        try:
+            jid, job = self.run_job(webhook_url=rec.url)
+            self.assertEqual(job["status"], "succeeded", job)
+            reqs = wait_for(lambda: len(rec.got()) >= 3 and rec.got(), 60,
+                            what="three webhook attempts")
+            time.sleep(1.5)
+            self.assertEqual(len(rec.got()), 3, "no attempt after the 2xx")
+            ids = {r["webhook-id"] for r in reqs}
+            self.assertEqual(len(ids), 1, "webhook-id must be the same on retries")
+            msg_id = ids.pop()
+            self.assertRegex(msg_id, r"^msg_[0-9a-f]{32}$")
+            status_doc = self.svc.request("GET", "/job/status?job_id=" + jid, key=self.key).body
+            for r in reqs:
+                ts = r["webhook-timestamp"]
+                self.assertLess(abs(int(ts) - time.time()), 120)
+                self.assertEqual(r["content-type"], "application/json")
+                sigs = r["webhook-signature"].split(" ")
+                self.assertIn(signature(self.secret, msg_id, ts, r["_body"]), sigs, r)
+                # Any other secret does not verify.
+                self.assertNotIn(signature("whsec_" + base64.b64encode(b"x" * 32).decode(),
+                                           msg_id, ts, r["_body"]), sigs)
+            self.assertEqual(reqs[2]["_body"], status_doc)
+            rows = wait_for(lambda: [r for r in self.delivery(jid) if r[4] == "t"], 20,
+                            what="delivered_at recorded")
+            self.assertEqual(len(self.delivery(jid)), 1)
+            did, attempts, code, err, _, url, st = rows[0]
+            self.assertEqual((did, attempts, code, err, url, st),
+                             (msg_id, "3", "200", "", rec.url, "succeeded"))
+            self.assertEqual(self.svc.scalar("SELECT webhook_url FROM jobs WHERE id = '%s'" % jid),
+                             rec.url)
+        finally:
+            rec.close()
+
+    def test_job_without_webhook_url_queues_no_delivery(self):
+        jid, job = self.run_job()
+        time.sleep(1)
+        self.assertEqual(self.delivery(jid), [])
+
+    def test_key_default_webhook_url(self):
+        rec = Receiver()
+        try:
+            r = self.svc.run_program([API_BIN, "keys", "set", self.key_id, "webhook_url=" + rec.url])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("webhook_url=" + rec.url, r.stdout)
+            bad = self.svc.run_program([API_BIN, "keys", "set", self.key_id, "webhook_url=ftp://x"])
+            self.assertNotEqual(bad.returncode, 0)
+            jid, _ = self.run_job()
+            reqs = wait_for(rec.got, 60, what="a delivery to the key's default URL")
+            self.assertEqual(reqs[0]["_body"],
+                             self.svc.request("GET", "/job/status?job_id=" + jid, key=self.key).body)
+        finally:
+            self.svc.run_program([API_BIN, "keys", "set", self.key_id, "webhook_url=default"])
+            rec.close()
+
+    # ---- bad input ------------------------------------------------------------
+
+    def test_bad_webhook_url_is_422_and_creates_nothing(self):
+        s = self.svc
+        sid = s.create_session({"a.txt": "x"}, key=self.key)["session_id"]
+        before = s.scalar("SELECT count(*) FROM jobs")
+        for url in ("ftp://example.com/hook", "not a url", "http://", "http:///x",
+                    "http://exa mple.com/", "file:///etc/passwd", 42, ["http://x"],
+                    "http://x/" + "a" * 3000):
+            r = s.request("POST", "/job?session_id=" + sid, {"prompt": JOB, "webhook_url": url},
+                          key=self.key)
+            self.assertError(r, 422, "webhook_url", code="validation_error")
+        self.assertEqual(s.scalar("SELECT count(*) FROM jobs"), before)
+        self.assertEqual(s.scalar("SELECT count(*) FROM webhook_deliveries"
+                                  " WHERE url NOT LIKE 'http://127.0.0.1:%'"), "0")
+
+    # ---- the address rule, when connecting --------------------------------------
+
+    def test_loopback_refused_at_connect_without_allow_private(self):
+        s = self.svc
+        rec = Receiver()
+        s.stop("janitor")
+        try:
+            s.start_janitor("janitor-strict")      # WEBHOOK_ALLOW_PRIVATE unset
+            jid, job = self.run_job(webhook_url=rec.url)   # accepted at submission
+            rows = wait_for(lambda: [r for r in self.delivery(jid) if r[3]], 60,
+                            what="the refused attempt recorded")
+            err = rows[0][3]
+            self.assertIn("refused", err)
+            self.assertIn("127.0.0.1 is loopback", err)
+            self.assertEqual(rows[0][4], "f")
+            time.sleep(2)
+            self.assertEqual(rec.got(), [], "the receiver must get nothing")
+            with open(s.logs["janitor-strict"]) as f:
+                log = f.read()
+            self.assertIn("delivery=" + rows[0][0], log)
+            self.assertNotIn(self.secret, log)
+            self.assertNotIn('"stdout"', log)   # never the body
+        finally:
+            s.stop("janitor-strict")
+            s.sql("UPDATE webhook_deliveries SET gave_up_at = now(), next_attempt_at = NULL"
+                  " WHERE delivered_at IS NULL")
+            s.start_janitor("janitor", WEBHOOK_ALLOW_PRIVATE="1")
+            rec.close()
+
+    # ---- rotation ---------------------------------------------------------------
+
+    def test_rotation_sends_both_signatures_during_grace(self):
+        kid, key, old = self.new_key("rotating")
+        r = self.svc.run_program([API_BIN, "keys", "rotate-webhook-secret", kid])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = re.search(r"^webhook_secret: (whsec_[A-Za-z0-9+/=]+)$", r.stdout, re.M).group(1)
+        self.assertNotEqual(new, old)
+        self.assertEqual(self.svc.run_program(
+            [API_BIN, "keys", "rotate-webhook-secret", "key_0000000000000000"]).returncode, 1)
+        rec = Receiver()
+        try:
+            s = self.svc
+            sid = s.create_session({"a.txt": "x"}, key=key)["session_id"]
+            jid = s.submit(sid, JOB, key=key, webhook_url=rec.url)["job_id"]
+            req = wait_for(rec.got, 180, what="the delivery")[0]
+            sigs = req["webhook-signature"].split(" ")
+            self.assertEqual(len(sigs), 2, req)
+            ts, mid = req["webhook-timestamp"], req["webhook-id"]
+            self.assertEqual(sigs[0], signature(new, mid, ts, req["_body"]))
+            self.assertEqual(sigs[1], signature(old, mid, ts, req["_body"]))
+            self.assertEqual(s.scalar("SELECT count(*) FROM webhook_deliveries"
+                                      " WHERE job_id = '%s'" % jid), "1")
+        finally:
+            rec.close()
+
+    def test_bootstrap_key_signs_with_WEBHOOK_SECRET(self):
+        s = self.svc
+        rec = Receiver()
+        try:
+            sid = s.create_session({"a.txt": "x"})["session_id"]
+            jid = s.submit(sid, JOB, webhook_url=rec.url)["job_id"]
+            req = wait_for(rec.got, 180, what="the bootstrap key's delivery")[0]
+            ts, mid = req["webhook-timestamp"], req["webhook-id"]
+            self.assertEqual(req["webhook-signature"],
+                             signature(TIMERS["WEBHOOK_SECRET"], mid, ts, req["_body"]))
+            self.assertEqual(req["_body"], s.request("GET", "/job/status?job_id=" + jid).body)
+        finally:
+            rec.close()
+
+    def test_bad_WEBHOOK_SECRET_stops_the_janitor(self):
+        r = self.svc.run_program([os.path.join(harness.BUILD, "opencode-janitor"), "--once"],
+                                 WEBHOOK_SECRET="not-a-secret")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("WEBHOOK_SECRET", r.stdout + r.stderr)
+        self.assertNotIn("not-a-secret", r.stdout + r.stderr)
+
+    # ---- schema -----------------------------------------------------------------
+
+    def test_secrets_table_is_separate_and_documented(self):
+        s = self.svc
+        cols = [r[0] for r in s.sql("SELECT column_name FROM information_schema.columns"
+                                    " WHERE table_name = 'webhook_deliveries'")]
+        self.assertFalse([c for c in cols if "secret" in c or "body" in c], cols)
+        comment = s.scalar("SELECT obj_description('webhook_secrets'::regclass)")
+        self.assertIn("must NOT be granted", comment)
+        self.assertEqual(s.scalar("SELECT count(*) FROM webhook_secrets WHERE key_id = '%s'"
+                                  % self.key_id), "1")
+
+
+if __name__ == "__main__":
+    harness.main()
