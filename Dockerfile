@@ -3,7 +3,7 @@
 FROM debian:12 AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config libcivetweb-dev libcjson-dev librabbitmq-dev \
-        libpq-dev libssl-dev libseccomp-dev python3 \
+        libpq-dev libssl-dev libseccomp-dev libarchive-dev libcurl4-openssl-dev python3 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -26,7 +26,7 @@ RUN npm ci --no-audit --no-fund
 
 FROM debian:12
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libcivetweb1 libcjson1 librabbitmq4 libpq5 libssl3 libseccomp2 bubblewrap ca-certificates \
+        libcivetweb1 libcjson1 librabbitmq4 libpq5 libssl3 libseccomp2 libarchive13 libcurl4 bubblewrap ca-certificates \
         git ripgrep \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/opencode-api /src/build/opencode-worker /src/build/opencode-janitor /usr/local/bin/

@@ -8,6 +8,12 @@
  *   opencode-api keys set KEY_ID NAME=VALUE...
  *                                     change a key's settings (quotas);
  *                                     VALUE "default" = the environment's
+ *                                     (webhook_url=URL: the key's default
+ *                                     webhook URL)
+ *   opencode-api keys rotate-webhook-secret KEY_ID
+ *                                     new webhook signing secret (printed
+ *                                     once); the old one signs too for
+ *                                     WEBHOOK_SECRET_GRACE_S
  */
 #include <limits.h>
 #include <stdio.h>
@@ -21,6 +27,7 @@
 #include "migrate.h"
 #include "prog.h"
 #include "render.h"
+#include "webhook_sign.h"
 
 static int admin_usage(void)
 {
@@ -34,7 +41,13 @@ static int admin_usage(void)
             "                                        change a key's settings; NAME is one of\n"
             "                                        max_active_sessions, max_queued_jobs,\n"
             "                                        max_stored_bytes; VALUE an integer >= 0\n"
-            "                                        or \"default\" (the KEY_MAX_* variable)\n");
+            "                                        or \"default\" (the KEY_MAX_* variable);\n"
+            "                                        webhook_url=URL (http or https) or\n"
+            "                                        webhook_url=default (none)\n"
+            "       opencode-api keys rotate-webhook-secret KEY_ID\n"
+            "                                        new webhook secret (shown once); the\n"
+            "                                        old one also signs for\n"
+            "                                        WEBHOOK_SECRET_GRACE_S\n");
     return 2;
 }
 
@@ -51,8 +64,60 @@ static int admin_key_create(struct db *db, const char *name)
         fprintf(stderr, "opencode-api: could not create the key\n");
         return 1;
     }
-    printf("id:  %s\nkey: %s\n(store the key now: it is not shown again)\n", id, key);
+    char secret[WEBHOOK_SECRET_MAX];
+    if (webhook_secret_new(secret) != 0 || store_webhook_secret_set(db, id, secret) != STORE_OK) {
+        fprintf(stderr, "opencode-api: could not create the key's webhook secret (the key "
+                        "%s exists: run keys rotate-webhook-secret %s)\n", id, id);
+        memset(secret, 0, sizeof(secret));
+        return 1;
+    }
+    printf("id:  %s\nkey: %s\nwebhook_secret: %s\n(store the key and the webhook secret now: "
+           "they are not shown again)\n", id, key, secret);
+    memset(secret, 0, sizeof(secret));
     return 0;
+}
+
+/* keys rotate-webhook-secret KEY_ID: a new secret, printed once; the old
+ * one keeps signing (a second signature) for WEBHOOK_SECRET_GRACE_S. */
+static int admin_key_rotate_secret(struct db *db, const char *id)
+{
+    char secret[WEBHOOK_SECRET_MAX];
+    if (strcmp(id, "bootstrap") == 0 && api_bootstrap_row(db) != 0) {
+        fprintf(stderr, "opencode-api: could not record the bootstrap key\n");
+        return 1;
+    }
+    if (webhook_secret_new(secret) != 0) {
+        fprintf(stderr, "opencode-api: could not make a secret\n");
+        return 1;
+    }
+    int rc = store_webhook_secret_set(db, id, secret);
+    if (rc == STORE_OK)
+        printf("id: %s\nwebhook_secret: %s\n(store it now: it is not shown again)\n", id,
+               secret);
+    else if (rc == STORE_NOT_FOUND)
+        fprintf(stderr, "opencode-api: no active key with id %s\n", id);
+    else
+        fprintf(stderr, "opencode-api: could not rotate the webhook secret\n");
+    memset(secret, 0, sizeof(secret));
+    return rc == STORE_OK ? 0 : 1;
+}
+
+/* keys set KEY_ID webhook_url=URL|default. Returns 0, or the exit code
+ * (message printed). */
+static int admin_key_set_webhook_url(struct db *db, const char *id, const char *value)
+{
+    int dflt = strcmp(value, "default") == 0;
+    if (!dflt && !webhook_url_valid(value)) {
+        fprintf(stderr, "opencode-api: webhook_url must be an http:// or https:// URL or "
+                        "\"default\"\n");
+        return 2;
+    }
+    int rc = store_key_webhook_url_set(db, id, dflt ? NULL : value);
+    if (rc == STORE_NOT_FOUND)
+        fprintf(stderr, "opencode-api: no active key with id %s\n", id);
+    else if (rc != STORE_OK)
+        fprintf(stderr, "opencode-api: could not set webhook_url\n");
+    return rc == STORE_OK ? 0 : 1;
 }
 
 static int admin_key_list(struct db *db)
@@ -106,6 +171,10 @@ static int admin_key_show(struct db *db, const char *id)
         else
             printf(" %s=default", store_key_setting_name(i));
     }
+    char *url = NULL;
+    if (store_key_webhook_url_get(db, id, &url) == STORE_OK)
+        printf(" webhook_url=%s", url != NULL ? url : "default");
+    free(url);
     printf("\n");
     return 0;
 }
@@ -147,6 +216,12 @@ static int admin_key_set(struct db *db, const char *id, int n, char **args)
         const char *name;
         int64_t value = 0;
         int has;
+        if (strncmp(args[i], "webhook_url=", strlen("webhook_url=")) == 0) {
+            int st = admin_key_set_webhook_url(db, id, args[i] + strlen("webhook_url="));
+            if (st != 0)
+                return st;
+            continue;
+        }
         if (admin_setting_parse(args[i], &name, &value, &has) != 0)
             return 2;
         int rc = store_key_set(db, id, name, has ? &value : NULL);
@@ -188,6 +263,8 @@ static int admin_keys(struct db *db, int argc, char **argv)
         return admin_key_list(db);
     if (argc == 3 && strcmp(argv[1], "revoke") == 0)
         return admin_key_revoke(db, argv[2]);
+    if (argc == 3 && strcmp(argv[1], "rotate-webhook-secret") == 0)
+        return admin_key_rotate_secret(db, argv[2]);
     return admin_usage();
 }
 

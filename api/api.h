@@ -39,6 +39,7 @@ struct mg_connection;
 struct db;
 struct db_pool;
 struct api_cache;
+struct api_live;
 
 struct api {
     const struct cfg *cfg;
@@ -60,6 +61,8 @@ struct api {
     /* Ended jobs' status documents and recently seen keys (cache.h; NULL:
      * no caching). Thread-safe on its own. */
     struct api_cache *cache;
+    /* Wake-ups and admission of event streams and long-polls (live.h). */
+    struct api_live *live;
 };
 
 /* One request, as the dispatcher hands it to a handler. */
@@ -69,6 +72,27 @@ struct api_req {
     const struct cfg     *cfg;
     char                  key_id[STORE_KEY_ID_MAX];  /* the caller's key */
     struct db            *db;                        /* borrowed by api_db() */
+
+    /* Idempotency-Key (idempotency.c): when capture is set, api_send()
+     * and api_fail() keep a copy of the answer there (other senders are
+     * not captured: such answers are not stored). */
+    struct api_capture   *capture;
+    /* A body the dispatcher already read (to hash it): api_read_body()
+     * and api_read_json() hand it over instead of reading the connection.
+     * Freed by the dispatcher when still here. */
+    char                 *body;
+    size_t                body_len;
+    int                   body_read;
+};
+
+/* An answer kept for Idempotency-Key: status and body (malloc'd). kept,
+ * when set, runs once the copy is made and before the answer is sent (so
+ * it is stored before the client can retry). */
+struct api_capture {
+    int    status;
+    char  *body;
+    size_t len;
+    void (*kept)(struct api_req *r);
 };
 
 /* A handler answers the request and returns the HTTP status it sent. */
@@ -118,6 +142,12 @@ int api_id_param(struct api_req *r, const char *name, char id[ID_HEX_LEN + 1],
  * cJSON_Delete()s). Returns 0, or the status after answering 400/413/503. */
 int api_read_json(struct api_req *r, size_t max, cJSON **out);
 
+/* Reads the whole body, at most max bytes, into *out (malloc'd,
+ * NUL-terminated, *len bytes; caller frees), or takes the body the
+ * dispatcher already read (r->body). Returns 0, or the status after
+ * answering 400/413/503. */
+int api_read_body(struct api_req *r, size_t max, char **out, size_t *len);
+
 /*
  * Checks the caller's quotas before creating a session of new_bytes input
  * bytes, or a job. Returns 0, or the status after answering 429
@@ -144,6 +174,29 @@ int api_session_results(struct api_req *r);
 int api_job_create(struct api_req *r);
 int api_job_status(struct api_req *r);
 int api_download(struct api_req *r);
+int api_job_events(struct api_req *r);             /* routes_live.c */
+int api_job_cancel(struct api_req *r);             /* routes_live.c */
+/* GET /job/status?wait=N (routes_live.c): returns once job_id is no longer
+ * queued or running, or after wait_s; 0 to go on answering its status, or
+ * the status of an answer already sent (404, 429, 503). */
+int api_job_wait(struct api_req *r, const char *job_id, long wait_s);
+/* Reads ?wait= (seconds, 0..60; 0 when absent) for GET /job/status.
+ * Returns 0, or the status after answering 422. */
+int api_wait_param(struct api_req *r, long *wait_s);
+int api_session_get(struct api_req *r);            /* routes_views.c */
+int api_session_jobs(struct api_req *r);           /* routes_views.c */
+int api_sessions_list(struct api_req *r);          /* routes_views.c */
+int api_download_archive(struct api_req *r);       /* routes_files.c */
+int api_session_files_put(struct api_req *r);      /* routes_files.c */
+int api_session_files_delete(struct api_req *r);   /* routes_files.c */
+
+/* POST /session with a .tar.gz body (routes_files.c; called by
+ * api_session_create when Content-Type is application/gzip). */
+int api_session_create_archive(struct api_req *r);
+
+/* Answers what session_req_check() found wrong (rc: an enum
+ * session_req_rc, routes_session.c). Returns the status. */
+int api_session_refuse(struct api_req *r, int rc, const char *detail);
 
 /* Admin commands (admin.c): "migrate" and "keys ...". Return an exit code. */
 int api_admin_main(int argc, char **argv);

@@ -16,11 +16,13 @@
 #include "cache.h"
 #include "db.h"
 #include "http.h"
+#include "idempotency.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
 #include "render.h"
 #include "timefmt.h"
+#include "xalloc.h"
 
 /* Longest X-API-Key looked at; real keys are 68 bytes. */
 #define API_MAX_KEY_LEN 512
@@ -38,9 +40,12 @@
 struct api_route {
     const char *method;
     const char *path;
-    int         needs_key;
+    int         needs_key;    /* 1, or 1 | API_IDEMPOTENT */
     api_handler handler;
 };
+
+/* needs_key flag: the route honours Idempotency-Key (idempotency.c). */
+#define API_IDEMPOTENT 2
 
 /* Adding an endpoint = one row here + one handler. HEAD rows are left out
  * of the Allow header (HEAD is implied by GET). */
@@ -51,21 +56,45 @@ static const struct api_route api_routes[] = {
     { "HEAD",   "/ready",           0, api_ready },
     { "GET",    "/openapi.json",    0, api_openapi },
     { "GET",    "/docs",            0, api_docs },
-    { "POST",   "/session",         1, api_session_create },
+    { "POST",   "/session",         1 | API_IDEMPOTENT, api_session_create },
     { "DELETE", "/session",         1, api_session_delete },
+    { "GET",    "/session",         1, api_session_get },
+    { "GET",    "/session/jobs",    1, api_session_jobs },
+    { "GET",    "/sessions",        1, api_sessions_list },
     { "GET",    "/session/results", 1, api_session_results },
-    { "POST",   "/job",             1, api_job_create },
+    { "POST",   "/job",             1 | API_IDEMPOTENT, api_job_create },
     { "GET",    "/job/status",      1, api_job_status },
+    { "GET",    "/job/events",      1, api_job_events },
+    { "POST",   "/job/cancel",      1, api_job_cancel },
     { "GET",    "/download",        1, api_download },
+    { "GET",    "/download/archive", 1, api_download_archive },
+    { "PUT",    "/session/files",   1, api_session_files_put },
+    { "DELETE", "/session/files",   1, api_session_files_delete },
 };
 #define API_NROUTES (sizeof(api_routes) / sizeof(api_routes[0]))
 
 /* ---- Replies ------------------------------------------------------------ */
 
+/* Keeps a copy of the answer when the request asks for one
+ * (r->capture, Idempotency-Key). */
+static void api_capture_keep(struct api_req *r, int status, const char *text, size_t len)
+{
+    if (r->capture == NULL)
+        return;
+    free(r->capture->body);
+    r->capture->body = xmalloc(len + 1);
+    memcpy(r->capture->body, text, len + 1);
+    r->capture->len = len;
+    r->capture->status = status;
+    if (r->capture->kept != NULL)
+        r->capture->kept(r);
+}
+
 int api_send(struct api_req *r, int status, cJSON *body)
 {
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
+    api_capture_keep(r, status, text, strlen(text));
     http_send(r->conn, status, "application/json", NULL, text, strlen(text));
     free(text);
     return status;
@@ -121,6 +150,8 @@ int api_fail(struct api_req *r, enum errcode e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
+    if (r->capture != NULL)   /* the same bytes, kept (api_send) */
+        return api_send(r, errcode_status(e), render_error(e, detail));
     return api_send_error(r->conn, e, NULL, detail);
 }
 
@@ -170,14 +201,22 @@ int api_id_param(struct api_req *r, const char *name, char id[ID_HEX_LEN + 1],
     return 0;
 }
 
-int api_read_json(struct api_req *r, size_t max, cJSON **out)
+int api_read_body(struct api_req *r, size_t max, char **body, size_t *len)
 {
-    char *body = NULL;
-    size_t len = 0;
-    *out = NULL;
-    switch (http_read_body(r->conn, max, r->cfg->api_request_timeout_ms, &body, &len)) {
+    *body = NULL;
+    *len = 0;
+    if (r->body_read) {   /* read (and hashed) before the handler ran */
+        if (r->body == NULL || r->body_len > max)
+            return api_fail(r, ERR_BODY_TOO_LARGE,
+                            "request body is larger than the limit of %zu bytes", max);
+        *body = r->body;
+        *len = r->body_len;
+        r->body = NULL;
+        return 0;
+    }
+    switch (http_read_body(r->conn, max, r->cfg->api_request_timeout_ms, body, len)) {
     case HTTP_BODY_OK:
-        break;
+        return 0;
     case HTTP_BODY_TIMEOUT:
         http_close_after(r->conn);
         return api_fail(r, ERR_BAD_REQUEST, "request body not received within %ld ms",
@@ -192,6 +231,16 @@ int api_read_json(struct api_req *r, size_t max, cJSON **out)
     default:
         return api_fail(r, ERR_BAD_REQUEST, "could not read the request body");
     }
+}
+
+int api_read_json(struct api_req *r, size_t max, cJSON **out)
+{
+    char *body = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int status = api_read_body(r, max, &body, &len);
+    if (status != 0)
+        return status;
     const char *why = NULL;
     *out = json_parse_body(body, len, &why);
     free(body);
@@ -489,8 +538,9 @@ static int api_route_request(struct api *api, struct mg_connection *conn, int co
     struct api_req r = { .conn = conn, .api = api, .cfg = api->cfg };
     status = route->needs_key ? api_authenticate(&r) : 0;
     if (status == 0)
-        status = route->handler(&r);
+        status = (route->needs_key & API_IDEMPOTENT) ? api_idem_run(&r, route->handler) : route->handler(&r);
     api_db_release(&r);
+    free(r.body);
     return status;
 }
 

@@ -24,6 +24,12 @@ static const struct {
     [ERR_QUOTA_EXCEEDED]     = { 429, "quota_exceeded" },
     [ERR_NOT_READY]          = { 503, "not_ready" },
     [ERR_GONE]               = { 410, "job_pruned" },
+    [ERR_JOB_ENDED]          = { 409, "job_ended" },
+    [ERR_TOO_MANY_STREAMS]   = { 429, "too_many_streams" },
+    [ERR_IDEMPOTENCY_REUSED] = { 422, "idempotency_key_reused" },
+    [ERR_IDEMPOTENCY_IN_FLIGHT] = { 409, "idempotency_in_flight" },
+    [ERR_INVALID_ARCHIVE]    = { 400, "invalid_archive" },
+    [ERR_INVALID_BASE64]     = { 400, "invalid_base64" },
 };
 
 int errcode_status(enum errcode e)

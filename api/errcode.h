@@ -27,6 +27,12 @@ enum errcode {
     ERR_QUOTA_EXCEEDED,      /* 429 quota_exceeded: a per-key quota is reached */
     ERR_NOT_READY,           /* 503 not_ready: /ready, a dependency is down */
     ERR_GONE,                /* 410 job_pruned: the job's outputs were pruned */
+    ERR_JOB_ENDED,           /* 409 job_ended: the job already ended (cancel) */
+    ERR_TOO_MANY_STREAMS,    /* 429 too_many_streams: per-key cap on open streams */
+    ERR_IDEMPOTENCY_REUSED,  /* 422 idempotency_key_reused: same key, other body */
+    ERR_IDEMPOTENCY_IN_FLIGHT, /* 409 idempotency_in_flight: first request still running */
+    ERR_INVALID_ARCHIVE,     /* 400 invalid_archive: an uploaded .tar.gz is refused */
+    ERR_INVALID_BASE64,      /* 400 invalid_base64: content_base64 does not decode */
     ERR_COUNT_
 };
 

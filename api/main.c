@@ -4,7 +4,9 @@
  *
  * Threads: CivetWeb's server threads (API_THREADS) run api_dispatch() and
  * borrow database connections from one pool of API_DB_POOL; the relay
- * thread publishes the outbox; the main thread waits for SIGTERM/SIGINT.
+ * thread publishes the outbox; live.c's listener thread LISTENs for job
+ * events (one connection of its own); the main thread waits for
+ * SIGTERM/SIGINT.
  *
  * Connections under abuse: CivetWeb gives each connection one server
  * thread for as long as it is open, from the first byte of the request
@@ -25,6 +27,7 @@
 #include "cache.h"
 #include "db.h"
 #include "fsutil.h"
+#include "live.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -206,7 +209,8 @@ static int api_run(struct api *api)
         return 1;
     }
     int rc = 1;
-    struct mg_context *ctx = api_listen(api);
+    api->live = live_start(cfg);
+    struct mg_context *ctx = api->live != NULL ? api_listen(api) : NULL;
     if (ctx == NULL) {
         log_error("api.start_failed", "listen=%s error=\"could not listen\"", cfg->api_listen);
     } else {
@@ -214,9 +218,11 @@ static int api_run(struct api *api)
                  "data_dir=%s", cfg->api_listen, cfg->api_threads, cfg->api_db_pool,
                  cfg->api_request_timeout_ms, cfg->data_dir);
         log_info("api.stopping", "signal=%d", prog_wait_signal(&sigs, -1));
+        live_close(api->live);       /* streams end, so mg_stop() can */
         mg_stop(ctx);
         rc = 0;
     }
+    live_stop(api->live);
     api_relay_stop(api, relay);
     metrics_server_stop(metrics);
     return rc;

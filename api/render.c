@@ -9,6 +9,8 @@
 #include "render.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "http.h"
 #include "jsonutil.h"
@@ -121,6 +123,8 @@ cJSON *render_job(const struct store_job *j)
     json_add_time(o, "created_at", j->created_usec, 0);
     json_add_time(o, "started_at", j->started_usec, j->started_usec == 0);
     json_add_time(o, "finished_at", j->finished_usec, j->finished_usec == 0);
+    json_add_time(o, "cancel_requested_at", j->cancel_requested_usec,
+                  j->cancel_requested_usec == 0);
     cJSON_AddItemToObject(o, "output_files",
                           j->has_outputs ? render_files(j->outputs.v, j->outputs.n,
                                                         j->session_id, j->id)
@@ -160,4 +164,100 @@ cJSON *render_keys(const struct store_keys *k)
         json_add_time(o, "revoked_at", k->v[i].revoked_usec, !k->v[i].revoked);
     }
     return arr;
+}
+
+/* [{job_id, status, model, created_at, started_at, finished_at}] */
+static cJSON *render_job_rows(const struct store_job_rows *r)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < r->n; i++) {
+        const struct store_job_row *j = &r->v[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, o);
+        cJSON_AddStringToObject(o, "job_id", j->id);
+        cJSON_AddStringToObject(o, "status", j->status);
+        cJSON_AddStringToObject(o, "model", j->model);
+        json_add_time(o, "created_at", j->created_usec, 0);
+        json_add_time(o, "started_at", j->started_usec, j->started_usec == 0);
+        json_add_time(o, "finished_at", j->finished_usec, j->finished_usec == 0);
+    }
+    return arr;
+}
+
+cJSON *render_session_view(const struct store_session_view *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "session_id", v->id);
+    cJSON_AddStringToObject(o, "status", v->status);
+    json_add_time(o, "created_at", v->created_usec, 0);
+    json_add_time(o, "expires_at", v->expires_usec, 0);
+    cJSON_AddNumberToObject(o, "ttl_seconds", (double)v->ttl_s);
+    cJSON_AddItemToObject(o, "input_files", render_files(v->files.v, v->files.n, NULL, NULL));
+    cJSON_AddItemToObject(o, "jobs", render_job_rows(&v->jobs));
+    return o;
+}
+
+cJSON *render_job_page(const char *session_id, const struct store_job_rows *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "session_id", session_id);
+    cJSON_AddItemToObject(o, "jobs", render_job_rows(r));
+    json_add_str_or_null(o, "next_after", r->next_after);
+    return o;
+}
+
+cJSON *render_session_page(const struct store_session_rows *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "sessions");
+    for (size_t i = 0; i < r->n; i++) {
+        const struct store_session_row *s = &r->v[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, e);
+        cJSON_AddStringToObject(e, "session_id", s->id);
+        cJSON_AddStringToObject(e, "status", s->status);
+        json_add_time(e, "created_at", s->created_usec, 0);
+        json_add_time(e, "expires_at", s->expires_usec, 0);
+        cJSON_AddNumberToObject(e, "ttl_seconds", (double)s->ttl_s);
+        cJSON_AddNumberToObject(e, "input_file_count", (double)s->input_file_count);
+        cJSON_AddNumberToObject(e, "input_bytes", (double)s->input_bytes);
+    }
+    json_add_str_or_null(o, "next_after", r->next_after);
+    return o;
+}
+
+/* The statuses a job never leaves. */
+static int render_status_final(const char *status)
+{
+    return status != NULL &&
+           (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+            strcmp(status, "timed_out") == 0 || strcmp(status, "cancelled") == 0);
+}
+
+char *render_event(const struct store_event *e, int *final)
+{
+    cJSON *data = cJSON_Parse(e->data);
+    if (!cJSON_IsObject(data)) {
+        cJSON_Delete(data);
+        data = cJSON_CreateObject();
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(data, "seq");
+    cJSON_DeleteItemFromObjectCaseSensitive(data, "attempt");
+    cJSON_DeleteItemFromObjectCaseSensitive(data, "time");
+    cJSON_AddNumberToObject(data, "seq", (double)e->seq);
+    cJSON_AddNumberToObject(data, "attempt", (double)e->attempt);
+    json_add_time(data, "time", e->time_usec, 0);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(data, "status");
+    *final = strcmp(e->kind, "status") == 0 && cJSON_IsString(st) &&
+             render_status_final(st->valuestring);
+    char *json = cJSON_PrintUnformatted(data);
+    cJSON_Delete(data);
+    if (json == NULL)
+        return NULL;
+    size_t len = strlen(json) + strlen(e->kind) + 64;
+    char *frame = malloc(len);
+    if (frame != NULL)
+        snprintf(frame, len, "id: %lld\nevent: %s\ndata: %s\n\n", e->seq, e->kind, json);
+    free(json);
+    return frame;
 }

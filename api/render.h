@@ -33,7 +33,25 @@ cJSON *render_job(const struct store_job *j);
  * result_json}. */
 cJSON *render_results(const char *session_id, const struct store_results *r);
 
+/* One Server-Sent Events frame of GET /job/events ("id: <seq>\nevent:
+ * <kind>\ndata: <json>\n\n"; the data object gains seq, attempt and time).
+ * *final is set for the status event that ends a job. Malloc'd; NULL when
+ * out of memory. */
+char *render_event(const struct store_event *e, int *final);
+
 /* `opencode-api keys list`: [{id, name, created_at, revoked_at}]. */
 cJSON *render_keys(const struct store_keys *k);
+
+/* GET /session: {session_id, status, created_at, expires_at, ttl_seconds,
+ * input_files, jobs: [{job_id, status, model, created_at, started_at,
+ * finished_at}]}. */
+cJSON *render_session_view(const struct store_session_view *v);
+
+/* GET /session/jobs: {session_id, jobs: [...as above], next_after}. */
+cJSON *render_job_page(const char *session_id, const struct store_job_rows *r);
+
+/* GET /sessions: {sessions: [{session_id, status, created_at, expires_at,
+ * ttl_seconds, input_file_count, input_bytes}], next_after}. */
+cJSON *render_session_page(const struct store_session_rows *r);
 
 #endif

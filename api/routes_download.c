@@ -1,5 +1,6 @@
 /*
- * routes_download.c - GET /download and GET /health.
+ * routes_download.c - GET /download and GET /health (GET /download/archive
+ * is in routes_files.c).
  *
  * Files in a job's workspace were written by the agent, which can leave
  * symlinks pointing anywhere (/etc/passwd, another session). The file is
@@ -16,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +33,34 @@
 
 #define DOWNLOAD_CHUNK (64 * 1024)
 
-/* Streams fd (size bytes) as an attachment named after path's last part. */
+/* The Content-Type of a download, by the file name's extension (case
+ * insensitive); anything else is application/octet-stream. Served with
+ * X-Content-Type-Options: nosniff and as an attachment, so an .html or
+ * .svg file is saved, never rendered in the API's origin. */
+static const char *download_content_type(const char *name)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        { "txt", "text/plain; charset=utf-8" },  { "md", "text/plain; charset=utf-8" },
+        { "json", "application/json" },          { "html", "text/html; charset=utf-8" },
+        { "htm", "text/html; charset=utf-8" },   { "css", "text/css; charset=utf-8" },
+        { "js", "text/javascript; charset=utf-8" }, { "png", "image/png" },
+        { "jpg", "image/jpeg" },                 { "jpeg", "image/jpeg" },
+        { "gif", "image/gif" },                  { "svg", "image/svg+xml" },
+        { "pdf", "application/pdf" },            { "zip", "application/zip" },
+        { "gz", "application/gzip" },            { "tgz", "application/gzip" },
+        { "tar", "application/x-tar" },
+    };
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL || dot == name)
+        return "application/octet-stream";
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcasecmp(dot + 1, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Streams fd (size bytes, exactly as stored) as an attachment named after
+ * path's last part, with its Content-Type and Content-Length. */
 static int download_send(struct mg_connection *conn, int fd, const char *path, off_t size)
 {
     const char *base = strrchr(path, '/');
@@ -41,10 +70,10 @@ static int download_send(struct mg_connection *conn, int fd, const char *path, o
     if (http_url_encode(base, enc, sizeof(enc)) != 0)
         enc[0] = '\0';
     mg_printf(conn,
-              "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+              "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
               "Content-Disposition: attachment; filename*=UTF-8''%s\r\n"
               "X-Content-Type-Options: nosniff\r\nContent-Length: %lld\r\n%s\r\n",
-              enc, (long long)size, http_common_headers(conn));
+              download_content_type(base), enc, (long long)size, http_common_headers(conn));
     /* CivetWeb's worker threads have small stacks: the buffer goes on the
      * heap. */
     char *buf = xmalloc(DOWNLOAD_CHUNK);

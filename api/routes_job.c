@@ -18,6 +18,7 @@
 #include "log.h"
 #include "path.h"
 #include "render.h"
+#include "webhook_sign.h"
 
 static int job_prompt_blank(const char *p)
 {
@@ -25,6 +26,23 @@ static int job_prompt_blank(const char *p)
         if (!isspace((unsigned char)*p))
             return 0;
     return 1;
+}
+
+/* webhook_url: absent or null (the key's default applies, if any), else
+ * an http(s) URL (webhook_url_valid). Returns 0, or the status after
+ * answering 422. */
+static int job_check_webhook(struct api_req *r, const cJSON *req, struct store_new_job *j)
+{
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(req, "webhook_url");
+    j->webhook_url = NULL;
+    if (url == NULL || cJSON_IsNull(url))
+        return 0;
+    if (!cJSON_IsString(url) || !webhook_url_valid(url->valuestring))
+        return api_fail(r, ERR_VALIDATION,
+                        "webhook_url: must be an http:// or https:// URL with a host, "
+                        "at most %d bytes, without spaces", WEBHOOK_URL_MAX);
+    j->webhook_url = url->valuestring;
+    return 0;
 }
 
 /* Checks the body of POST /job and fills j's prompt, model and timeout.
@@ -51,6 +69,9 @@ static int job_check(struct api_req *r, const cJSON *req, struct store_new_job *
     if (json_get_int(req, "timeout_s", 1, cfg->max_job_timeout_s, &j->timeout_s) != 0)
         return api_fail(r, ERR_VALIDATION, "timeout_s: must be an integer from 1 to %ld",
                         cfg->max_job_timeout_s);
+    int status = job_check_webhook(r, req, j);
+    if (status != 0)
+        return status;
     j->prompt = prompt->valuestring;
     j->model = cJSON_IsString(model) ? model->valuestring : cfg->default_model;
     return 0;
@@ -169,7 +190,12 @@ static int job_status_read(struct api_req *r, struct db *db, const char *job_id)
 int api_job_status(struct api_req *r)
 {
     char job_id[ID_HEX_LEN + 1];
+    long wait_s = 0;
     int status = api_id_param(r, "job_id", job_id, "Job not found");
+    if (status == 0)
+        status = api_wait_param(r, &wait_s);
+    if (status == 0 && wait_s > 0)
+        status = api_job_wait(r, job_id, wait_s);
     if (status != 0)
         return status;
     struct db *db = api_db(r);

@@ -6,10 +6,12 @@
  * and no row behind. Its folders are 0700 and its files 0600 (the api's
  * umask is 077, main.c): tenant files are private on disk.
  */
+#include <civetweb.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,9 +72,16 @@ static int session_write_files(const struct cfg *cfg, const char *id,
     const cJSON *f;
     cJSON_ArrayForEach(f, ns->files) {
         const char *path = cJSON_GetObjectItemCaseSensitive(f, "path")->valuestring;
-        const char *content = cJSON_GetObjectItemCaseSensitive(f, "content")->valuestring;
-        size_t n = strlen(content);
+        const char *content;
+        size_t n;
+        int owned;
+        if (session_file_data(f, &content, &n, &owned) != 0) {
+            rc = -ENOMEM;
+            break;
+        }
         rc = fs_write_beneath(dfd, path, content, n);
+        if (owned)
+            free((void *)content);
         if (rc != 0)
             break;
         files[i++] = (struct store_file){ path, (int64_t)n, NULL, 0 };
@@ -84,7 +93,7 @@ static int session_write_files(const struct cfg *cfg, const char *id,
 }
 
 /* Answers what session_req_check() found wrong. */
-static int session_refuse(struct api_req *r, enum session_req_rc rc, const char *detail)
+int api_session_refuse(struct api_req *r, int rc, const char *detail)
 {
     static const enum errcode map[] = {
         [SREQ_INVALID] = ERR_VALIDATION,
@@ -92,6 +101,8 @@ static int session_refuse(struct api_req *r, enum session_req_rc rc, const char 
         [SREQ_TOO_MANY_FILES] = ERR_TOO_MANY_FILES,
         [SREQ_TOO_LARGE] = ERR_SESSION_TOO_LARGE,
         [SREQ_NO_MEMORY] = ERR_OUT_OF_MEMORY,
+        [SREQ_INVALID_BASE64] = ERR_INVALID_BASE64,
+        [SREQ_CONTENT_FIELDS] = ERR_BAD_REQUEST,
     };
     return api_fail(r, map[rc], "%s", detail);
 }
@@ -127,9 +138,23 @@ static int session_store(struct api_req *r, const struct session_req *ns, struct
     return status;
 }
 
+/* 1 when the body is declared a gzip-compressed tar (Content-Type
+ * application/gzip, or its older spelling application/x-gzip). */
+static int session_body_is_gzip(const struct api_req *r)
+{
+    const char *ct = mg_get_header(r->conn, "Content-Type");
+    if (ct == NULL)
+        return 0;
+    size_t n = strcspn(ct, "; \t");
+    return (n == 16 && strncasecmp(ct, "application/gzip", n) == 0) ||
+           (n == 18 && strncasecmp(ct, "application/x-gzip", n) == 0);
+}
+
 int api_session_create(struct api_req *r)
 {
     const struct cfg *cfg = r->cfg;
+    if (session_body_is_gzip(r))
+        return api_session_create_archive(r);     /* routes_files.c */
     cJSON *req = NULL;
     int status = api_read_json(r, (size_t)cfg->max_body_bytes, &req);
     if (status != 0)
@@ -141,7 +166,7 @@ int api_session_create(struct api_req *r)
     };
     enum session_req_rc rc = session_req_check(req, &lim, &ns, detail, sizeof(detail));
     if (rc != SREQ_OK) {
-        status = session_refuse(r, rc, detail);
+        status = api_session_refuse(r, rc, detail);
     } else if ((status = api_quota_session(r, ns.bytes)) == 0) {
         struct db *db = api_db(r);
         status = db ? session_store(r, &ns, db) : 503;
@@ -159,18 +184,19 @@ int api_session_delete(struct api_req *r)
     struct db *db = api_db(r);
     if (db == NULL)
         return 503;
-    int rc = store_session_delete(db, id, r->key_id);
-    if (rc == STORE_CONFLICT)
-        return api_fail(r, ERR_SESSION_BUSY, "a job of this session is running; delete it "
-                                             "once the job has finished");
+    int running = 0;
+    int rc = store_session_delete(db, id, r->key_id, &running);
     if (rc != STORE_OK)
         return api_store_fail(r, rc, "Session not found");
 
     /* The row says deleted: from here on the API answers 404. If removing
-     * the folder fails, the janitor retries (files_removed_at stays NULL). */
-    if (layout_session_dir(r->cfg->data_dir, id, dir, sizeof(dir)) == 0 && fs_rm_rf(dir) == 0)
+     * the folder fails, the janitor retries (files_removed_at stays NULL);
+     * while a job still runs (it was asked to stop), the janitor removes
+     * the folder once it has stopped. */
+    if (!running && layout_session_dir(r->cfg->data_dir, id, dir, sizeof(dir)) == 0 &&
+        fs_rm_rf(dir) == 0)
         store_session_files_removed(db, id);
-    log_info("session.deleted", "session=%s key=%s", id, r->key_id);
+    log_info("session.deleted", "session=%s key=%s stopping_job=%d", id, r->key_id, running);
     return http_send_empty(r->conn, 204);
 }
 
@@ -187,6 +213,14 @@ int api_session_results(struct api_req *r)
     int rc = store_session_results(db, id, r->key_id, &res);
     if (rc != STORE_OK)
         return api_store_fail(r, rc, "Session not found");
+    /* Files edited with PUT/DELETE /session/files since the latest
+     * succeeded job: those are the current files (routes_files.c). */
+    struct store_results edited;
+    if (res.latest_job_id == NULL &&
+        store_files_edited_results(db, id, r->key_id, &edited) == STORE_OK) {
+        store_results_free(&res);
+        res = edited;
+    }
     status = api_send(r, 200, render_results(id, &res));
     store_results_free(&res);
     return status;

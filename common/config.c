@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "webhook_sign.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -305,6 +306,17 @@ static int cfg_hook_api_key(struct cfg *c, const struct cfg_var *v, const char *
     return 0;
 }
 
+static int cfg_hook_webhook_secret(struct cfg *c, const struct cfg_var *v, const char *val,
+                                   char *err, size_t err_len)
+{
+    (void)c;
+    if (val != NULL && !webhook_secret_valid(val))
+        return cfg_fail(err, err_len, "%s must be whsec_ followed by base64 of 16 to 64 "
+                                      "bytes (make one with: echo whsec_$(openssl rand "
+                                      "-base64 32))", v->name);
+    return 0;
+}
+
 /* MAX_BODY_BYTES defaults to 2 x MAX_SESSION_BYTES + 1 MiB (see its row). */
 static int cfg_hook_max_body(struct cfg *c, const struct cfg_var *v, const char *val,
                              char *err, size_t err_len)
@@ -545,6 +557,23 @@ static const struct cfg_var cfg_vars[] = {
       .min = 100, .max = 600000,
       .doc = "how long a client may take to send its request head, and each read of its "
              "body (the whole body: about twice this)" },
+    /* Event streams and long-polls hold a server thread each while they
+     * wait (no database connection); the rest stays for other requests. */
+    { .name = "API_MAX_STREAMS", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(api_max_streams), .def = "512",
+      .min = 0, .max = 4096,
+      .doc = "event streams and long-polls one api process holds open at once "
+             "(429 `too_many_streams` beyond; at most `API_THREADS` − 32, so other "
+             "requests keep threads of their own)" },
+    { .name = "API_MAX_STREAMS_PER_KEY", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(api_max_streams_per_key), .def = "100",
+      .min = 1, .max = 4096,
+      .doc = "event streams and long-polls one key holds open at once on one api process "
+             "(429 `too_many_streams` beyond)" },
+    { .name = "API_SSE_KEEPALIVE_MS", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(api_sse_keepalive_ms), .def = "15000",
+      .min = 50, .max = 600000,
+      .doc = "how often an idle `GET /job/events` stream gets a keep-alive comment" },
     /* The seed allowed every origin (FastAPI's CORSMiddleware). */
     { .name = "CORS_ALLOW_ORIGINS", .type = CFG_STR, .roles = CFG_ROLE_API,
       .section = CFG_SEC_API, .field = CFG_FIELD(cors_allow_origins), .def = "*",
@@ -563,6 +592,12 @@ static const struct cfg_var cfg_vars[] = {
       .section = CFG_SEC_API, .field = CFG_FIELD(key_max_stored_mb), .def = "10240",
       .min = 1, .max = 1L << 30,
       .doc = "MiB of input files one key's active sessions may hold (429 beyond)" },
+    /* A client retries within minutes or hours; a day covers the issue's
+     * window while keeping the table small (the janitor deletes older rows). */
+    { .name = "IDEMPOTENCY_TTL_S", .type = CFG_INT, .roles = CFG_ROLE_API | CFG_ROLE_JANITOR,
+      .section = CFG_SEC_API, .field = CFG_FIELD(idempotency_ttl_s), .def = "86400",
+      .note = "1 day", .min = 1, .max = 30L * 24 * 3600,
+      .doc = "how long an `Idempotency-Key` answer is kept and replayed" },
     /* The seed service's limits: 200 files and 25 MB per session. */
     { .name = "MAX_FILES", .type = CFG_INT, .roles = CFG_ALL, .section = CFG_SEC_API,
       .field = CFG_FIELD(max_files), .def = "200", .min = 1, .max = 100000,
@@ -685,6 +720,11 @@ static const struct cfg_var cfg_vars[] = {
       .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_watchdog_ms), .def = "500",
       .min = 50, .max = 60000,
       .doc = "how often a running job's memory, CPU and disk are sampled" },
+    { .name = "JOB_MAX_EVENTS", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_events), .def = "5000",
+      .min = 0, .max = 10000000,
+      .doc = "agent events (text, tool, step, error) stored per job for `GET /job/events`; "
+             "later ones are dropped (status events always go in)" },
     { .name = "CGROUP_ROOT", .type = CFG_PATH, .roles = CFG_ROLE_WORKER,
       .section = CFG_SEC_WORKER, .field = CFG_FIELD(cgroup_root),
       .doc = "a cgroup v2 folder delegated to this worker: each job also gets "
@@ -735,6 +775,46 @@ static const struct cfg_var cfg_vars[] = {
       .min = 1, .max = 1000000,
       .doc = "ended jobs of a live session whose outputs are kept (the newest; the "
              "session's current files always); older ones answer 410" },
+
+    /* ---- webhooks (janitor; README "Webhooks") ---- */
+    { .name = "WEBHOOK_SECRET", .type = CFG_SECRET, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_secret),
+      .hook = cfg_hook_webhook_secret,
+      .doc = "signing secret (`whsec_` + base64) of the bootstrap key's webhooks; unset: "
+             "its row in `webhook_secrets` (`opencode-api keys rotate-webhook-secret "
+             "bootstrap`)" },
+    /* Receivers need time to roll a new secret out; a day is generous. */
+    { .name = "WEBHOOK_SECRET_GRACE_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_secret_grace_s), .def = "86400",
+      .note = "1 day", .min = 0, .max = 30L * 24 * 3600,
+      .doc = "after a secret rotation, webhooks also carry the old secret's signature "
+             "this long" },
+    /* Standard Webhooks senders retry for about a day. */
+    { .name = "WEBHOOK_RETRY_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_retry_s), .def = "86400",
+      .note = "24 h", .min = 1, .max = 30L * 24 * 3600,
+      .doc = "a webhook is retried until this long after its job ended, then given up" },
+    { .name = "WEBHOOK_RETRY_BASE_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_retry_base_s), .def = "5",
+      .min = 1, .max = 24L * 3600,
+      .doc = "wait before the second attempt of a webhook; doubles for each further one, "
+             "up to `WEBHOOK_RETRY_MAX_S`" },
+    { .name = "WEBHOOK_RETRY_MAX_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_retry_max_s), .def = "3600",
+      .min = 1, .max = 24L * 3600,
+      .doc = "longest wait between two attempts of a webhook" },
+    /* One slow receiver holds the delivery thread this long per attempt. */
+    { .name = "WEBHOOK_TIMEOUT_MS", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_timeout_ms), .def = "10000",
+      .min = 100, .max = 300000,
+      .doc = "time one webhook attempt may take (connect, send, answer)" },
+    /* Off by default: a webhook URL must not reach the service's own
+     * network (SSRF). */
+    { .name = "WEBHOOK_ALLOW_PRIVATE", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(webhook_allow_private), .def = "0",
+      .min = 0, .max = 1,
+      .doc = "1: webhooks may connect to loopback, link-local and private addresses "
+             "(refused by default, checked when connecting)" },
 };
 
 #define CFG_NVARS (sizeof(cfg_vars) / sizeof(cfg_vars[0]))

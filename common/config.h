@@ -64,12 +64,17 @@ struct cfg {
     char  *api_key;              /* API_KEY: bootstrap key */
     char  *api_listen;           /* API_LISTEN: civetweb listening_ports */
     long   api_threads;          /* API_THREADS */
+    long   api_max_streams;      /* API_MAX_STREAMS */
+    long   api_max_streams_per_key; /* API_MAX_STREAMS_PER_KEY */
+    long   api_sse_keepalive_ms; /* API_SSE_KEEPALIVE_MS */
+    long   job_max_events;       /* JOB_MAX_EVENTS */
     long   api_db_pool;          /* API_DB_POOL: database connections */
     long   api_request_timeout_ms;/* API_REQUEST_TIMEOUT_MS */
     char  *cors_allow_origins;   /* CORS_ALLOW_ORIGINS: "*" or a comma-separated list, NULL: off */
     long   key_max_active_sessions; /* KEY_MAX_ACTIVE_SESSIONS: default per key */
     long   key_max_queued_jobs;  /* KEY_MAX_QUEUED_JOBS: default per key */
     long   key_max_stored_mb;    /* KEY_MAX_STORED_MB: default per key */
+    long   idempotency_ttl_s;    /* IDEMPOTENCY_TTL_S: Idempotency-Key window (api, janitor) */
 
     /* worker */
     long   worker_concurrency;   /* WORKER_CONCURRENCY */
@@ -107,6 +112,15 @@ struct cfg {
     long   janitor_batch;        /* JANITOR_BATCH: rows per bulk statement */
     long   janitor_budget_s;     /* JANITOR_BUDGET_S: time one pass may take */
     long   session_keep_jobs;    /* SESSION_KEEP_JOBS: job workspaces kept per live session */
+
+    /* webhooks (janitor) */
+    char  *webhook_secret;       /* WEBHOOK_SECRET: the bootstrap key's, or NULL */
+    long   webhook_secret_grace_s; /* WEBHOOK_SECRET_GRACE_S: old signature kept after rotation */
+    long   webhook_retry_s;      /* WEBHOOK_RETRY_S: retry window from the job's end */
+    long   webhook_retry_base_s; /* WEBHOOK_RETRY_BASE_S: first backoff, doubling */
+    long   webhook_retry_max_s;  /* WEBHOOK_RETRY_MAX_S: backoff cap */
+    long   webhook_timeout_ms;   /* WEBHOOK_TIMEOUT_MS: one attempt */
+    long   webhook_allow_private;/* WEBHOOK_ALLOW_PRIVATE: 1 = loopback/private allowed */
 };
 
 /*

@@ -28,6 +28,10 @@ struct db {
     int     nstmts;
     int     down;          /* the last connection attempt failed (logged) */
     int     io_timeout_ms; /* db_set_io_timeout(); 0: libpq's defaults */
+    /* db_listen()'s channels, listened to again on every new connection. */
+    char   *listen[DB_MAX_LISTEN];
+    int     nlisten;
+    unsigned long generation;   /* connections made (db_generation()) */
 };
 
 struct db *db_new(const char *url, const char *app_name)
@@ -56,6 +60,8 @@ void db_free(struct db *db)
     if (db == NULL)
         return;
     db_disconnect(db);
+    for (int i = 0; i < db->nlisten; i++)
+        free(db->listen[i]);
     free(db->url);
     free(db->app_name);
     free(db);
@@ -96,23 +102,46 @@ static PGconn *db_connect(const char *url, const char *app_name, int io_timeout_
 }
 
 /* An idle connection whose server went away still says CONNECTION_OK
- * until it is used, and its first query would fail. This service never
- * LISTENs, so an idle connection has nothing to say: a readable socket
- * means the server sent its goodbye (FATAL 57P01 on shutdown) or closed
- * it. Such a connection is replaced before use. */
-static int db_alive(PGconn *conn)
+ * until it is used, and its first query would fail. A connection that
+ * does not LISTEN has nothing to say while idle: a readable socket means
+ * the server sent its goodbye (FATAL 57P01 on shutdown) or closed it.
+ * Such a connection is replaced before use. A listening one may just
+ * hold notifications: its input is read (they stay queued for
+ * db_notifies()) and the connection kept if that leaves it healthy. */
+static int db_alive(const struct db *db)
 {
+    PGconn *conn = db->conn;
     if (PQstatus(conn) != CONNECTION_OK)
         return 0;
     struct pollfd p = { .fd = PQsocket(conn), .events = POLLIN };
     if (p.fd < 0)
         return 0;
-    return poll(&p, 1, 0) == 0;
+    if (poll(&p, 1, 0) == 0)
+        return 1;
+    if (db->nlisten == 0)
+        return 0;
+    return PQconsumeInput(conn) == 1 && PQstatus(conn) == CONNECTION_OK;
+}
+
+static int db_classify(PGconn *conn, const PGresult *res);
+
+static int db_listen_send(struct db *db, const char *channel)
+{
+    char *ident = PQescapeIdentifier(db->conn, channel, strlen(channel));
+    if (ident == NULL)
+        return DB_UNAVAILABLE;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+    PQfreemem(ident);
+    PGresult *res = PQexec(db->conn, sql);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DB_OK : db_classify(db->conn, res);
+    PQclear(res);
+    return rc;
 }
 
 int db_ensure(struct db *db, char *err, size_t err_len)
 {
-    if (db->conn != NULL && db_alive(db->conn))
+    if (db->conn != NULL && db_alive(db))
         return DB_OK;
     db_disconnect(db);
     char why[512];
@@ -125,10 +154,56 @@ int db_ensure(struct db *db, char *err, size_t err_len)
             snprintf(err, err_len, "%s", why);
         return DB_UNAVAILABLE;
     }
+    db->generation++;
+    for (int i = 0; i < db->nlisten; i++) {
+        if (db_listen_send(db, db->listen[i]) != DB_OK) {
+            db_disconnect(db);
+            return DB_UNAVAILABLE;
+        }
+    }
     if (db->down)
         log_info("db.reconnected", "app=%s", db->app_name);
     db->down = 0;
     return DB_OK;
+}
+
+int db_listen(struct db *db, const char *channel)
+{
+    for (int i = 0; i < db->nlisten; i++)
+        if (strcmp(db->listen[i], channel) == 0)
+            return DB_OK;
+    if (db->nlisten >= DB_MAX_LISTEN)
+        return DB_ERROR;
+    db->listen[db->nlisten++] = xstrdup(channel);
+    if (db->conn == NULL)
+        return db_ensure(db, NULL, 0);
+    return db_listen_send(db, channel);
+}
+
+int db_notifies(struct db *db, db_notify_fn fn, void *arg)
+{
+    if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
+        return DB_UNAVAILABLE;
+    if (PQconsumeInput(db->conn) != 1)
+        return DB_UNAVAILABLE;
+    int n = 0;
+    PGnotify *note;
+    while ((note = PQnotifies(db->conn)) != NULL) {
+        fn(note->relname, note->extra, arg);
+        PQfreemem(note);
+        n++;
+    }
+    return n;
+}
+
+int db_socket(const struct db *db)
+{
+    return db->conn != NULL ? PQsocket(db->conn) : -1;
+}
+
+unsigned long db_generation(const struct db *db)
+{
+    return db->generation;
 }
 
 static int db_classify(PGconn *conn, const PGresult *res)

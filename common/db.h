@@ -44,7 +44,7 @@ struct db_stmt {
     static const struct db_stmt var = { name_, sql_, n_ }
 
 /* Most statements one connection prepares (bookkeeping is a fixed table). */
-#define DB_MAX_STMTS 96
+#define DB_MAX_STMTS 192
 
 /* A handle for url, not yet connected (db_ensure() connects). Aborts when
  * out of memory. Free with db_free(), which accepts NULL. */
@@ -89,6 +89,40 @@ void db_rollback(struct db *db);
 /* Runs a whole SQL script (no parameters; migrations). Returns DB_OK or an
  * error class with the server's message in err. */
 int db_script(struct db *db, const char *sql, char *err, size_t err_len);
+
+/* ---- LISTEN/NOTIFY ------------------------------------------------------ */
+
+/* Most channels one handle listens on. */
+#define DB_MAX_LISTEN 4
+
+/*
+ * Listens on channel (a fixed identifier of this program, not input) from
+ * now on, and again after every reconnection db_ensure() makes (a
+ * notification sent while disconnected is lost: callers re-check their
+ * state after a reconnection, see db_generation()). Returns DB_OK or an
+ * error class. A listening handle tells notifications apart from a dead
+ * server when db_ensure() finds its socket readable.
+ */
+int db_listen(struct db *db, const char *channel);
+
+/* Called for each notification received: channel and payload are valid
+ * during the call only. */
+typedef void (*db_notify_fn)(const char *channel, const char *payload, void *arg);
+
+/*
+ * Reads what the server sent without blocking and hands every queued
+ * notification to fn. Returns how many there were (>= 0), or
+ * DB_UNAVAILABLE when the connection broke (db_ensure() reconnects).
+ */
+int db_notifies(struct db *db, db_notify_fn fn, void *arg);
+
+/* The connection's socket, to poll() for notifications; -1 when not
+ * connected. */
+int db_socket(const struct db *db);
+
+/* Counts the connections db_ensure() has made on this handle: a change
+ * means notifications may have been missed meanwhile. */
+unsigned long db_generation(const struct db *db);
 
 /* Reading results (rows are 0-based; columns by name). */
 int db_rows(const struct pg_result *res);

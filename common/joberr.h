@@ -18,7 +18,7 @@ enum joberr {
     JOBERR_WORKSPACE,        /* "workspace_failed": the workspace could not be prepared */
     JOBERR_OUTPUT,           /* "output_failed": the outputs could not be listed or published */
     JOBERR_WORKER_LOST,      /* "worker_lost": its worker stopped renewing the lease, too often */
-    JOBERR_CANCELLED,        /* "cancelled": the session was deleted before it ran */
+    JOBERR_CANCELLED,        /* "cancelled": a client cancelled it (POST /job/cancel, DELETE /session) */
     JOBERR_INTERNAL,         /* "internal_error": a bug or an unexpected failure of the worker */
     JOBERR_MEMORY_LIMIT,     /* "memory_limit": over JOB_MAX_MEMORY_MB */
     JOBERR_PROCESS_LIMIT,    /* "process_limit": over JOB_MAX_PROCS */

@@ -112,11 +112,12 @@ int store_session_get(struct db *db, const char *id, const char *key_id,
                       struct store_session *out);
 
 /*
- * Ends a session on DELETE: queued jobs become cancelled, the row becomes
- * deleted. STORE_CONFLICT while one of its jobs runs (the agent is
- * writing into its folder).
+ * Ends a session on DELETE: queued jobs become cancelled, a running one is
+ * asked to stop (*running = 1: the agent may still write into the
+ * session's folder, which the janitor removes once it stopped), the row
+ * becomes deleted.
  */
-int store_session_delete(struct db *db, const char *id, const char *key_id);
+int store_session_delete(struct db *db, const char *id, const char *key_id, int *running);
 
 /* Notes that an ended session's folder is gone from disk. */
 int store_session_files_removed(struct db *db, const char *id);
@@ -142,6 +143,7 @@ struct store_new_job {
     const char *prompt;
     const char *model;
     long        timeout_s;
+    const char *webhook_url;    /* NULL: the key's default webhook URL, if any */
 };
 
 /*
@@ -167,7 +169,8 @@ struct store_job {
     int64_t     created_usec;
     int64_t     started_usec;        /* 0: not started */
     int64_t     finished_usec;       /* 0: not finished */
-    int         has_outputs;         /* 0: output_files is null (not ended, or cancelled) */
+    int64_t     cancel_requested_usec; /* 0: no cancel asked */
+    int         has_outputs;         /* 0: output_files is null (never ran to an outcome) */
     struct store_files outputs;
     int         has_exit_code;
     int         exit_code;
@@ -215,12 +218,14 @@ int store_job_claim(struct db *db, const char *job_id, const char *worker_id,
                     long lease_s, struct store_claim *out);
 void store_claim_free(struct store_claim *c);
 
-/* Extends the lease. STORE_NOT_FOUND when the token is no longer the job's
- * (the janitor took it back): the caller must stop the run. */
-int store_job_renew(struct db *db, const char *job_id, const char *token, long lease_s);
+/* Extends the lease; *cancel is set when a client asked to stop the job
+ * (cancel_requested_at). STORE_NOT_FOUND when the token is no longer the
+ * job's (the janitor took it back): the caller must stop the run. */
+int store_job_renew(struct db *db, const char *job_id, const char *token, long lease_s,
+                    int *cancel);
 
 struct store_outcome {
-    const char  *status;         /* succeeded | failed | timed_out */
+    const char  *status;         /* succeeded | failed | timed_out | cancelled */
     enum joberr  error_code;     /* JOBERR_NONE on success */
     const char  *error;          /* NULL when none */
     int          has_exit_code;
@@ -248,6 +253,49 @@ int store_job_finish(struct db *db, const struct store_claim *c,
 /* Hands a claimed job back (worker shutting down): queued again, the
  * attempt not counted, published again through the outbox. */
 int store_job_release(struct db *db, const struct store_claim *c);
+
+/* ---- Live jobs (store_events.c) ------------------------------------------ */
+
+/* One row of a job's event log (a view). kind: text|tool|step|status|error;
+ * data: its JSON object as text. */
+struct store_event {
+    long long   seq;
+    int         attempt;
+    const char *kind;
+    const char *data;
+    int64_t     time_usec;
+};
+struct store_events {
+    struct store_event *v;
+    size_t              n;
+    struct pg_result   *res;
+};
+
+/*
+ * Appends n agent events (kinds[i], data[i]: a JSON object's text) to a
+ * running job's log, fenced by its lease token; the log keeps at most
+ * max_events rows (status rows always go in), the rest is dropped.
+ * *stored gets how many went in. STORE_NOT_FOUND when the lease is gone.
+ */
+int store_events_add(struct db *db, const char *job_id, const char *token,
+                     const char *const *kinds, const char *const *data, size_t n,
+                     long max_events, long *stored);
+
+/* Up to limit events of a job with seq > after, in order. The caller has
+ * checked that the job is visible to its key (store_job_check). */
+int store_events_list(struct db *db, const char *job_id, long long after, int limit,
+                      struct store_events *out);
+void store_events_free(struct store_events *e);
+
+/*
+ * POST /job/cancel: a queued job of key_id's becomes cancelled at once
+ * (and the session's next job is published); a running one gets
+ * cancel_requested_at and its worker is told (NOTIFY job_cancel). status
+ * gets the status the job has afterwards (queued ones: "cancelled",
+ * running ones: "running"). STORE_CONFLICT when it had already ended
+ * (status says how), STORE_NOT_FOUND when not visible to the key.
+ */
+int store_job_cancel(struct db *db, const char *job_id, const char *key_id, char status[16]);
 
 /* ---- Outbox (store_outbox.c) -------------------------------------------- */
 
@@ -443,5 +491,219 @@ struct store_job_version {
  * store_job_get), and its version. STORE_NOT_FOUND when not visible. */
 int store_job_check(struct db *db, const char *job_id, const char *key_id,
                     struct store_job_version *out);
+
+/* ---- Session views (store_views.c) -------------------------------------- */
+
+/* One job in a list: its id, status and times (a view into res). */
+struct store_job_row {
+    const char *id;
+    const char *status;
+    const char *model;
+    int64_t     created_usec;
+    int64_t     started_usec;        /* 0: not started */
+    int64_t     finished_usec;       /* 0: not finished */
+};
+struct store_job_rows {
+    struct store_job_row *v;
+    size_t                n;
+    struct pg_result     *res;
+    const char           *next_after; /* id to pass as after, NULL on the last page */
+};
+void store_job_rows_free(struct store_job_rows *r);
+
+/* GET /session: an active, unexpired session owned by key_id with its
+ * input files (by path) and all its jobs (by seq). A view. */
+struct store_session_view {
+    char               id[ID_HEX_LEN + 1];
+    const char        *status;
+    int64_t            created_usec;
+    int64_t            expires_usec;
+    long               ttl_s;
+    struct store_files files;
+    struct store_job_rows jobs;
+    struct pg_result  *res;
+};
+int store_session_view(struct db *db, const char *id, const char *key_id,
+                       struct store_session_view *out);
+void store_session_view_free(struct store_session_view *v);
+
+/*
+ * GET /session/jobs: up to limit jobs of the session (visible as for
+ * store_session_get) in submission order, after the job after (NULL: from
+ * the first). STORE_NOT_FOUND: no such session; STORE_CONFLICT: after is
+ * not a job of this session.
+ */
+int store_session_jobs_page(struct db *db, const char *id, const char *key_id, long limit,
+                            const char *after, struct store_job_rows *out);
+
+/* One session in GET /sessions (a view into res). */
+struct store_session_row {
+    const char *id;
+    const char *status;
+    int64_t     created_usec;
+    int64_t     expires_usec;
+    long        ttl_s;
+    long        input_file_count;
+    int64_t     input_bytes;
+};
+struct store_session_rows {
+    struct store_session_row *v;
+    size_t                    n;
+    struct pg_result         *res;
+    const char               *next_after; /* NULL on the last page */
+};
+/* GET /sessions: up to limit active, unexpired sessions of key_id in
+ * (created_at, id) order, after the session after (NULL: from the
+ * first). STORE_CONFLICT: after is not a session of this key. */
+int store_sessions_page(struct db *db, const char *key_id, long limit, const char *after,
+                        struct store_session_rows *out);
+void store_session_rows_free(struct store_session_rows *r);
+
+/* ---- Idempotency keys (store_idempotency.c) ----------------------------- */
+
+/* The scope and body of a request that carries an Idempotency-Key. */
+struct store_idem_req {
+    const char *key_id;
+    const char *method;
+    const char *path;                /* path and query */
+    const char *idem_key;
+    const char *body_sha256;         /* 64 hex digits */
+};
+
+/* What store_idem_reserve() found when the key was already taken. */
+struct store_idem_entry {
+    char   body_sha256[STORE_SHA256_HEX + 1];
+    int    completed;                /* 0: the first request is in flight */
+    int    status;
+    char  *body;                     /* malloc'd (completed only); free() */
+    size_t body_len;
+};
+
+/*
+ * Reserves the scope for this request: inserts an in-flight row, or takes
+ * over a row older than ttl_s (expired) or in flight for longer than
+ * abandon_s (its API crashed). STORE_OK: reserved, run the request.
+ * STORE_CONFLICT: the scope is taken; *out tells by what (free its body).
+ */
+int store_idem_reserve(struct db *db, const struct store_idem_req *q, long ttl_s,
+                       long abandon_s, struct store_idem_entry *out);
+
+/* Stores the answer of a reserved request (status, body bytes). */
+int store_idem_complete(struct db *db, const struct store_idem_req *q, int status,
+                        const char *body, size_t len);
+
+/* Deletes a reserved, uncompleted row (the answer is not kept: 5xx). */
+int store_idem_release(struct db *db, const struct store_idem_req *q);
+
+/* Janitor: deletes up to limit rows older than ttl_s. *count: how many. */
+int store_idem_purge(struct db *db, long ttl_s, long limit, long *count);
+
+/* ---- Webhooks (store_webhook.c) ----------------------------------------- */
+/*
+ * A job with a webhook_url gets a webhook_deliveries row (the trigger of
+ * migration 009) when it ends; the janitor takes due rows, POSTs, and
+ * records each attempt. Secrets are in webhook_secrets, a table
+ * dashboards must not be granted.
+ */
+
+/* "whsec_" + base64; room for any secret webhook_secret_valid() accepts. */
+#define STORE_WEBHOOK_SECRET_MAX 128
+
+/* Gives the unrevoked key key_id its first secret, or rotates it (the old
+ * one becomes previous_secret, rotated_at now). STORE_NOT_FOUND: no such
+ * key. */
+int store_webhook_secret_set(struct db *db, const char *key_id, const char *secret);
+
+/* The key's current secret and, within grace_s of its last rotation, the
+ * previous one ("" otherwise). STORE_NOT_FOUND when the key has none. */
+int store_webhook_secrets_get(struct db *db, const char *key_id, long grace_s,
+                              char current[STORE_WEBHOOK_SECRET_MAX],
+                              char previous[STORE_WEBHOOK_SECRET_MAX]);
+
+/* Sets (url) or clears (NULL) the key's default webhook URL; the caller
+ * checked it (webhook_url_valid). STORE_NOT_FOUND: no unrevoked key.
+ * _get: *url malloc'd, NULL when none. */
+int store_key_webhook_url_set(struct db *db, const char *key_id, const char *url);
+int store_key_webhook_url_get(struct db *db, const char *key_id, char **url);
+
+/* A delivery taken for one attempt. */
+struct store_webhook_due {
+    char      id[40];                 /* msg_ + 32 hex: the webhook-id */
+    char      job_id[ID_HEX_LEN + 1];
+    char      key_id[STORE_KEY_ID_MAX];
+    char     *url;                    /* malloc'd */
+    int       attempt;                /* 1 for the first */
+    long long timestamp;              /* database clock, unix seconds */
+};
+
+/* Takes the oldest due delivery (FOR UPDATE SKIP LOCKED) and moves its
+ * next_attempt_at lease_s ahead, so no other janitor takes it while it is
+ * sent. STORE_NOT_FOUND when none is due. */
+int store_webhook_take(struct db *db, long lease_s, struct store_webhook_due *out);
+void store_webhook_due_free(struct store_webhook_due *d);
+
+/* How an attempt went, and the retry policy. */
+struct store_webhook_result {
+    int         ok;                   /* a 2xx answer */
+    int         http_status;          /* 0: no answer */
+    const char *error;                /* why it failed (NULL when ok) */
+    long        retry_base_s;         /* first wait; doubles per attempt */
+    long        retry_max_s;          /* ... up to this */
+    long        retry_window_s;       /* no attempt later than created + this */
+};
+
+/* Records the attempt: delivered, or the next attempt scheduled, or given
+ * up when it would fall outside the window (*gave_up 1). *retry_in_s gets
+ * the wait. STORE_NOT_FOUND when the row is gone or a newer attempt took
+ * it. */
+int store_webhook_record(struct db *db, const struct store_webhook_due *d,
+                         const struct store_webhook_result *r, int *gave_up, long *retry_in_s);
+
+
+/* ---- A session's files (store_files.c) ---------------------------------- */
+
+/* As store_session_create, recording each file's mode (f.mode: 0100755 or
+ * 0100644; an uploaded archive's execute bits). */
+int store_files_session_create(struct db *db, const struct store_new_session *s,
+                               struct store_session *out);
+
+/* The session's input manifest (session_files), ordered by path, with
+ * modes; sha256 is NULL (a view: store_files_free()). */
+int store_session_input_files(struct db *db, const char *session_id, struct store_files *out);
+
+/* What /download/archive streams: the folder (as store_job_folder: job_id,
+ * or the session's current files when NULL; "" = the input folder) and its
+ * manifest (a view). Same answers as store_job_folder. */
+int store_files_current(struct db *db, const char *session_id, const char *key_id,
+                        const char *job_id, char folder_job[ID_HEX_LEN + 1],
+                        struct store_files *out);
+
+/*
+ * PUT and DELETE /session/files, one transaction on db:
+ * store_files_edit_begin() locks the active session owned by key_id (the
+ * store.h lock order) and answers STORE_CONFLICT while a job of it is
+ * queued or running (submitting or claiming a job waits for the lock), or
+ * STORE_NOT_FOUND; on STORE_OK the transaction stays open with the lock
+ * held and current_job gets the job whose outputs are the current files
+ * ("" = the input folder). store_files_edit_record() replaces the
+ * session's manifest with files[0..n) (the new current files, which the
+ * caller has put in the input folder), sets input_file_count and
+ * input_bytes to their totals, current_job_id to NULL and files_edited_at.
+ * store_files_edit_end() commits (commit = 1) or rolls back; after an
+ * error of the others, the caller ends with commit = 0.
+ */
+int store_files_edit_begin(struct db *db, const char *session_id, const char *key_id,
+                           char current_job[ID_HEX_LEN + 1]);
+int store_files_edit_record(struct db *db, const char *session_id,
+                            const struct store_file *files, size_t n, int64_t total_bytes);
+int store_files_edit_end(struct db *db, int commit);
+
+/* GET /session/results after an edit (current_job_id NULL, files edited):
+ * the latest succeeded job (NULL when none) and its result, and the
+ * edited current files (the input manifest). STORE_NOT_FOUND when the
+ * session is not in that state (or not visible): use
+ * store_session_results. */
+int store_files_edited_results(struct db *db, const char *session_id, const char *key_id,
+                               struct store_results *out);
 
 #endif

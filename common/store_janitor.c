@@ -24,12 +24,18 @@ DB_STMT(st_reap_lock, "reap.lock", 1, LOCK_SESSION_SQL);
 /* Re-checked under the lock: the worker may have renewed or finished. */
 DB_STMT(st_reap_update, "reap.update", 2,
     "UPDATE jobs SET"
-    " status = CASE WHEN attempt < $2::int THEN 'queued' ELSE 'failed' END,"
-    " error = CASE WHEN attempt < $2::int THEN NULL ELSE"
+    " status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'"
+    "          WHEN attempt < $2::int THEN 'queued' ELSE 'failed' END,"
+    " error = CASE WHEN cancel_requested_at IS NOT NULL THEN"
+    "   format('cancelled: the job''s lease expired on %s before it recorded the cancel',"
+    "          worker_id)"
+    "   WHEN attempt < $2::int THEN NULL ELSE"
     "   format('worker lost: the job''s lease expired on %s after %s attempt(s)',"
     "          worker_id, attempt) END,"
-    " error_code = CASE WHEN attempt < $2::int THEN NULL ELSE 'worker_lost' END,"
-    " finished_at = CASE WHEN attempt < $2::int THEN NULL ELSE now() END,"
+    " error_code = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'"
+    "   WHEN attempt < $2::int THEN NULL ELSE 'worker_lost' END,"
+    " finished_at = CASE WHEN cancel_requested_at IS NULL AND attempt < $2::int THEN NULL"
+    "   ELSE now() END,"
     " lease_token = NULL, lease_expires_at = NULL "
     "WHERE id = $1 AND status = 'running' AND lease_expires_at < now() "
     "RETURNING status, worker_id, attempt");
@@ -54,8 +60,10 @@ DB_STMT(st_sessions_expire, "sessions.expire", 1,
     "                 AND j.status IN ('queued', 'running'))"
     " ORDER BY s.expires_at LIMIT $1::int FOR UPDATE SKIP LOCKED)");
 DB_STMT(st_sessions_to_remove, "sessions.to_remove", 1,
-    "SELECT id FROM sessions WHERE status <> 'active' AND files_removed_at IS NULL"
-    " AND (remove_after IS NULL OR remove_after <= now()) "
+    "SELECT id FROM sessions s WHERE status <> 'active' AND files_removed_at IS NULL"
+    " AND (remove_after IS NULL OR remove_after <= now())"
+    " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.session_id = s.id"
+    "                 AND j.status = 'running') "
     "ORDER BY ended_at LIMIT $1::int");
 /* The wait doubles per failure (remove_failures is the count before this
  * one), capped at a day; the exponent is bounded so nothing overflows. */
@@ -79,19 +87,19 @@ DB_STMT(st_history_prune, "history.prune", 2,
  * outputs are still on disk (the newest $1 are always among them, so the
  * rank is the rank among all ended jobs); beyond $1, and never the
  * session's current job, they are marked pruned. Queued and running jobs
- * have no finished_at; cancelled ones never had a workspace. */
+ * have no finished_at; jobs no worker recorded never had a workspace. */
 DB_STMT(st_outputs_prune, "jobs.outputs_prune", 2,
     "UPDATE jobs SET outputs_pruned_at = now() WHERE id IN ("
     " SELECT r.id FROM (SELECT j.id, j.session_id, row_number() OVER"
     "   (PARTITION BY j.session_id ORDER BY j.seq DESC) AS rank"
     "   FROM jobs j JOIN sessions s ON s.id = j.session_id"
     "   WHERE s.status = 'active' AND j.finished_at IS NOT NULL"
-    "   AND j.outputs_pruned_at IS NULL AND j.status <> 'cancelled') r"
+    "   AND j.outputs_pruned_at IS NULL AND j.has_outputs) r"
     " JOIN sessions s ON s.id = r.session_id"
     " WHERE r.rank > $1::int AND r.id IS DISTINCT FROM s.current_job_id"
     " LIMIT $2::int)"
     " AND outputs_pruned_at IS NULL AND finished_at IS NOT NULL"
-    " AND status NOT IN ('queued', 'running', 'cancelled') "
+    " AND has_outputs "
     "RETURNING id, session_id");
 
 int store_janitor_lock(struct db *db)
@@ -130,7 +138,9 @@ static int store_reap_one(struct db *db, const char *job_id, const char *session
         int requeued = st != NULL && strcmp(st, "queued") == 0;
         const char *worker = db_get(res, 0, "worker_id");
         const char *attempt = db_get(res, 0, "attempt");
-        log_warn(requeued ? "janitor.job_requeued" : "janitor.job_failed",
+        int cancelled = st != NULL && strcmp(st, "cancelled") == 0;
+        log_warn(requeued ? "janitor.job_requeued"
+                 : cancelled ? "janitor.job_cancelled" : "janitor.job_failed",
                  "job=%s session=%s worker=%s attempt=%s", job_id, session_id,
                  worker ? worker : "-", attempt ? attempt : "-");
         *outcome = requeued ? 1 : 2;

@@ -28,9 +28,12 @@ DB_STMT(st_job_create_lock, "job.create.lock", 2,
 DB_STMT(st_job_create_busy, "job.create.busy", 1,
     "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1"
     "               AND status IN ('queued', 'running')) AS busy");
-DB_STMT(st_job_create_insert, "job.create.insert", 5,
-    "INSERT INTO jobs (id, session_id, prompt, model, timeout_s)"
-    " VALUES ($1, $2, $3, $4, $5) RETURNING " STORE_USEC("created_at") " AS created");
+/* webhook_url ($6): the request's, else the key's default (migration 009). */
+DB_STMT(st_job_create_insert, "job.create.insert", 6,
+    "INSERT INTO jobs (id, session_id, prompt, model, timeout_s, webhook_url)"
+    " VALUES ($1, $2, $3, $4, $5, coalesce($6, (SELECT k.webhook_url FROM sessions s"
+    " JOIN api_keys k ON k.id = s.api_key_id WHERE s.id = $2)))"
+    " RETURNING " STORE_USEC("created_at") " AS created");
 DB_STMT(st_job_create_extend, "job.create.extend", 1,
     "UPDATE sessions SET expires_at = greatest(expires_at,"
     " now() + ttl_seconds * interval '1 second') WHERE id = $1");
@@ -45,19 +48,20 @@ DB_STMT(st_job_get, "job.get", 2,
     " " STORE_USEC("j.created_at") " AS created,"
     " " STORE_USEC("j.started_at") " AS started,"
     " " STORE_USEC("j.finished_at") " AS finished,"
-    " (j.finished_at IS NOT NULL AND j.status <> 'cancelled') AS has_outputs "
+    " " STORE_USEC("j.cancel_requested_at") " AS cancel_requested,"
+    " j.has_outputs "
     "FROM jobs j JOIN sessions s ON s.id = j.session_id "
     "WHERE j.id = $1 AND s.api_key_id = $2");
 DB_STMT(st_job_files, "job.files", 1,
     "SELECT path, size_bytes, sha256, mode FROM job_files WHERE job_id = $1 ORDER BY path");
-/* A job's own outputs exist once it ended (cancelled ones never ran),
+/* A job's own outputs exist once a worker recorded it (has_outputs),
  * until the janitor prunes them (outputs_pruned_at). */
 DB_STMT(st_job_folder, "job.folder", 3,
     "SELECT j.id, (j.outputs_pruned_at IS NOT NULL) AS pruned"
     " FROM jobs j JOIN sessions s ON s.id = j.session_id "
     "WHERE s.id = $1 AND s.status = 'active' AND s.expires_at > now()"
     " AND s.api_key_id = $2 AND j.id = $3 AND j.finished_at IS NOT NULL"
-    " AND j.status <> 'cancelled'");
+    " AND j.has_outputs");
 DB_STMT(st_session_folder, "session.folder", 2,
     "SELECT coalesce(current_job_id, '') AS id FROM sessions "
     "WHERE id = $1 AND status = 'active' AND expires_at > now()"
@@ -103,14 +107,15 @@ DB_STMT(st_job_claim, "job.claim", 4,
     " coalesce(s.current_job_id, '') AS base");
 DB_STMT(st_job_renew, "job.renew", 3,
     "UPDATE jobs SET lease_expires_at = now() + $3::int * interval '1 second' "
-    "WHERE id = $1 AND lease_token = $2 AND status = 'running'");
+    "WHERE id = $1 AND lease_token = $2 AND status = 'running'"
+    " RETURNING cancel_requested_at IS NOT NULL AS cancel");
 DB_STMT(st_job_finish_lock, "job.finish.lock", 1, LOCK_SESSION_SQL);
 DB_STMT(st_job_finish_update, "job.finish.update", 15,
     "UPDATE jobs SET status = $3, error = $4, exit_code = $5::int, stdout = $6,"
     " result = $7, result_json = $8::jsonb, tokens_input = $9::bigint,"
     " tokens_output = $10::bigint, tokens_reasoning = $11::bigint,"
     " tokens_cache_read = $12::bigint, tokens_cache_write = $13::bigint,"
-    " cost_usd = $14::float8, error_code = $15, finished_at = now(),"
+    " cost_usd = $14::float8, error_code = $15, finished_at = now(), has_outputs = true,"
     " lease_token = NULL, lease_expires_at = NULL "
     "WHERE id = $1 AND lease_token = $2 AND status = 'running'");
 DB_STMT(st_job_finish_files, "job.finish.files", 5,
@@ -188,7 +193,8 @@ int store_job_create(struct db *db, const struct store_new_job *j, int64_t *crea
     int busy = db_get_bool(res, 0, "busy");
     db_clear(res);
 
-    const char *pj[] = { j->job_id, j->session_id, j->prompt, j->model, timeout };
+    const char *pj[] = { j->job_id, j->session_id, j->prompt, j->model, timeout,
+                         j->webhook_url };
     res = db_run(db, &st_job_create_insert, pj, &rc);
     if (res == NULL)
         goto end;
@@ -219,6 +225,7 @@ static void store_fill_job(struct pg_result *res, struct store_job *out)
     out->started_usec = db_get_ll(res, 0, "started");
     out->finished_usec = db_get_ll(res, 0, "finished");
     out->has_outputs = db_get_bool(res, 0, "has_outputs");
+    out->cancel_requested_usec = db_get_ll(res, 0, "cancel_requested");
     out->has_exit_code = db_get(res, 0, "exit_code") != NULL;
     out->exit_code = (int)db_get_ll(res, 0, "exit_code");
     out->stdout_text = db_get(res, 0, "stdout");
@@ -376,15 +383,20 @@ fail:
     return store_from_db(rc);
 }
 
-int store_job_renew(struct db *db, const char *job_id, const char *token, long lease_s)
+int store_job_renew(struct db *db, const char *job_id, const char *token, long lease_s,
+                    int *cancel)
 {
     char lease[32];
     snprintf(lease, sizeof(lease), "%ld", lease_s);
     const char *p[] = { job_id, token, lease };
-    long n = db_run_exec(db, &st_job_renew, p);
-    if (n < 0)
-        return store_from_db(n);
-    return n == 1 ? STORE_OK : STORE_NOT_FOUND;
+    int rc;
+    struct pg_result *res = db_run(db, &st_job_renew, p, &rc);
+    if (res == NULL)
+        return store_from_db(rc);
+    int held = db_rows(res) == 1;
+    *cancel = held && db_get_bool(res, 0, "cancel");
+    db_clear(res);
+    return held ? STORE_OK : STORE_NOT_FOUND;
 }
 
 static const char *store_ll(char *buf, size_t len, int has, long long v)

@@ -35,12 +35,14 @@ DB_STMT(st_session_get, "session.get", 2,
 /* Lock first, then look for a running job in a statement of its own: under
  * READ COMMITTED it gets a snapshot taken after the lock was granted, so a
  * claim that committed while we waited (claims lock the session too) is
- * seen and the answer is 409, never 204 next to a running agent. */
+ * seen and asked to stop, never left running unnoticed. */
 DB_STMT(st_session_delete_lock, "session.delete.lock", 2,
     "SELECT 1 FROM sessions WHERE id = $1 AND " SESSION_VISIBLE " FOR UPDATE");
-DB_STMT(st_session_delete_running, "session.delete.running", 1,
-    "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1 AND status = 'running')"
-    " AS running");
+/* A running job is asked to stop (its worker hears it on channel
+ * job_cancel); the folder goes once it has stopped (the janitor). */
+DB_STMT(st_session_delete_stop, "session.delete.stop", 1,
+    "UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, now())"
+    " WHERE session_id = $1 AND status = 'running'");
 DB_STMT(st_session_delete_cancel, "session.delete.cancel", 1,
     "UPDATE jobs SET status = 'cancelled', finished_at = now(),"
     " error = 'cancelled: the session was deleted before the job ran',"
@@ -102,8 +104,9 @@ int store_session_get(struct db *db, const char *id, const char *key_id,
     return found ? STORE_OK : STORE_NOT_FOUND;
 }
 
-int store_session_delete(struct db *db, const char *id, const char *key_id)
+int store_session_delete(struct db *db, const char *id, const char *key_id, int *running)
 {
+    *running = 0;
     const char *p[] = { id, key_id };
     int rc = db_begin(db);
     if (rc != DB_OK)
@@ -118,16 +121,12 @@ int store_session_delete(struct db *db, const char *id, const char *key_id)
         return STORE_NOT_FOUND;
     }
     db_clear(res);
-    res = db_run(db, &st_session_delete_running, p, &rc);
-    if (res == NULL)
+    long stopping = db_run_exec(db, &st_session_delete_stop, p);
+    if (stopping < 0) {
+        rc = (int)stopping;
         goto end;
-    int running = db_get_bool(res, 0, "running");
-    db_clear(res);
-    if (running) {
-        db_rollback(db);
-        return STORE_CONFLICT;
     }
-
+    *running = stopping > 0;
     if (store_step(db, &st_session_delete_cancel, p, &rc))
         goto end;
     if (store_step(db, &st_session_delete_mark, p, &rc))

@@ -9,6 +9,7 @@
 #include "metrics_http.h"
 #include "mq.h"
 #include "prog.h"
+#include "webhook.h"
 
 int main(int argc, char **argv)
 {
@@ -40,6 +41,11 @@ int main(int argc, char **argv)
 
     struct db *db = db_new(cfg.database_url, "opencode-janitor");
     struct mq *mq = NULL;
+    /* Webhooks go out from a thread of their own (janitor/webhook.h), so
+     * a slow receiver never delays a pass. */
+    struct webhook_sender *webhooks = NULL;
+    if (!once && webhook_start(&cfg, &webhooks) != 0)
+        log_warn("janitor.webhooks_off", "reason=\"the webhook sender did not start\"");
     log_info("janitor.started", "interval_s=%ld retention_s=%ld", cfg.janitor_interval_s,
              cfg.job_retention_s);
     for (;;) {
@@ -51,6 +57,7 @@ int main(int argc, char **argv)
         if (prog_wait_signal(&sigs, cfg.janitor_interval_s * 1000) != 0)
             break;
     }
+    webhook_stop(webhooks);
     log_info("janitor.stopped", "once=%d", once);
     mq_close(mq);
     db_free(db);

@@ -146,6 +146,7 @@ static void sweep_purge(struct sweep *s)
         rc = sweep_prune_outputs(s, refs, &got);
     } while (sweep_again(s, rc, got));
     free(refs);
+    store_idem_purge(s->db, s->cfg->idempotency_ttl_s, s->batch, &got); /* Idempotency-Key */
 }
 
 /* Publishes the outbox, (re)opening the broker connection as needed. */

@@ -8,7 +8,9 @@
 #   3. a private PostgreSQL + RabbitMQ in var/bench-stack (scripts/stack.sh;
 #      kept between runs, so only the first run pays for initdb), then
 #      bench_download: GET /download vs a plain file-to-socket copy,
-#      bench_idle: /health under 500 idle connections, and bench_janitor:
+#      bench_idle: /health under 500 idle connections, bench_live: cancel
+#      and long-poll latency, /health and RSS per stream under 1000 event
+#      streams (targets 2 s, 100 ms, 1 s, 64 KiB), and bench_janitor:
 #      purging 10 000 expired sessions (target 10 s), and bench_api: issue
 #      14's table (job vs bare `opencode run`, GET /job/status vs opencode
 #      serve and /health, POST /session vs opencode serve, api RSS under
@@ -126,6 +128,11 @@ if ((download)); then
         tee "$tmp/idle.out"; then
         failed+=(bench_idle)
     fi
+    log "bench_live"
+    if ! OC_BUILD_DIR="$build_dir" OC_SOURCE_DIR="$ROOT" python3 bench/bench_live.py |
+        tee "$tmp/live.out"; then
+        failed+=(bench_live)
+    fi
     log "bench_janitor"
     if ! OC_BUILD_DIR="$build_dir" OC_SOURCE_DIR="$ROOT" python3 bench/bench_janitor.py |
         tee "$tmp/janitor.out"; then
@@ -145,9 +152,10 @@ fi
 echo
 echo "Summary (ratios against a baseline measured in this run):"
 misses=0
-touch "$tmp/parse.out" "$tmp/download.out" "$tmp/idle.out" "$tmp/janitor.out" "$tmp/api.out"
-grep -h '^RESULT ' "$tmp/parse.out" "$tmp/download.out" "$tmp/idle.out" "$tmp/janitor.out" \
-    "$tmp/api.out" \
+touch "$tmp/parse.out" "$tmp/download.out" "$tmp/idle.out" "$tmp/live.out" \
+    "$tmp/janitor.out" "$tmp/api.out"
+grep -h '^RESULT ' "$tmp/parse.out" "$tmp/download.out" "$tmp/idle.out" "$tmp/live.out" \
+    "$tmp/janitor.out" "$tmp/api.out" \
     >"$tmp/results" || true
 printf '  %-38s %10s  %-8s %s\n' metric value target status
 while read -r _ name value target; do

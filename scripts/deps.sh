@@ -23,6 +23,10 @@ die() {
 REQUIRED=(
     build-essential cmake pkg-config
     libcivetweb-dev libcjson-dev librabbitmq-dev libpq-dev libssl-dev libseccomp-dev
+    # Webhook delivery (janitor/webhook.c).
+    libcurl4-openssl-dev
+    # .tar.gz uploads and GET /download/archive (api/archive.c).
+    libarchive-dev
     postgresql postgresql-contrib rabbitmq-server
     bubblewrap python3 curl ca-certificates
     # Browser tests (tests/e2e/test_cors_browser.py) run headless Chromium

@@ -167,11 +167,10 @@ static int agent_on_tool(struct agent_parse *p, const cJSON *part)
 }
 
 /* "name: message" from {"name":..,"data":{"message":..}}; also takes a
- * bare string or a top-level "message", whichever the version printed. */
-static int agent_on_error(struct agent_parse *p, const cJSON *ev)
+ * bare string or a top-level "message", whichever the version printed.
+ * Malloc'd, cut to AGENT_ERROR_MAX; NULL when out of memory. */
+static char *agent_error_text(const cJSON *ev)
 {
-    if (p->r->error != NULL)
-        return 0;                       /* the first error is the cause */
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(ev, "error");
     const char *name = NULL, *msg = NULL;
     if (cJSON_IsString(err)) {
@@ -197,7 +196,7 @@ static int agent_on_error(struct agent_parse *p, const cJSON *ev)
     ml = agent_utf8_cut(msg ? msg : "", ml, AGENT_ERROR_MAX - nl);
     char *s = malloc(nl + sep + ml + 1);
     if (s == NULL)
-        return -1;
+        return NULL;
     if (nl > 0)
         memcpy(s, name, nl);
     if (sep)
@@ -205,8 +204,15 @@ static int agent_on_error(struct agent_parse *p, const cJSON *ev)
     if (ml > 0)
         memcpy(s + nl + sep, msg, ml);
     s[nl + sep + ml] = '\0';
-    p->r->error = s;
-    return 0;
+    return s;
+}
+
+static int agent_on_error(struct agent_parse *p, const cJSON *ev)
+{
+    if (p->r->error != NULL)
+        return 0;                       /* the first error is the cause */
+    p->r->error = agent_error_text(ev);
+    return p->r->error != NULL ? 0 : -1;
 }
 
 /* One line. Returns 0 (also for junk), -1 when out of memory. */
@@ -315,4 +321,114 @@ void agent_report_free(struct agent_report *r)
     free(r->error);
     cJSON_Delete(r->summary);
     memset(r, 0, sizeof(*r));
+}
+
+/* ---- The live form (GET /job/events) ------------------------------------ */
+
+/* A text event's text, as streamed: enough to follow along. */
+#define AGENT_LIVE_TEXT_MAX (16 * 1024)
+
+static int agent_live_text(cJSON *data, const cJSON *part)
+{
+    const char *text = agent_str(part, "text");
+    if (text == NULL)
+        return -1;
+    size_t len = strlen(text), n = agent_utf8_cut(text, len, AGENT_LIVE_TEXT_MAX);
+    char *cut = malloc(n + 1);
+    if (cut == NULL)
+        return -1;
+    memcpy(cut, text, n);
+    cut[n] = '\0';
+    int ok = cJSON_AddStringToObject(data, "text", cut) != NULL &&
+             cJSON_AddBoolToObject(data, "truncated", n < len) != NULL;
+    free(cut);
+    return ok ? 0 : -1;
+}
+
+static int agent_live_tool(cJSON *data, const cJSON *part)
+{
+    const char *tool = agent_str(part, "tool");
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(part, "state");
+    const char *status = cJSON_IsObject(state) ? agent_str(state, "status") : NULL;
+    int done = status != NULL && (strcmp(status, "completed") == 0 || strcmp(status, "error") == 0);
+    return agent_add_str_or_null(data, "tool", tool) == 0 &&
+           agent_add_str_or_null(data, "status", status) == 0 &&
+           cJSON_AddStringToObject(data, "phase", done ? "finished" : "started") != NULL
+               ? 0 : -1;
+}
+
+static int agent_live_step(cJSON *data, const cJSON *part)
+{
+    long long in = 0, out = 0, reasoning = 0, cache_read = 0, cache_write = 0;
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(part, "tokens");
+    if (cJSON_IsObject(tok)) {
+        agent_add_count(&in, tok, "input");
+        agent_add_count(&out, tok, "output");
+        agent_add_count(&reasoning, tok, "reasoning");
+        const cJSON *cache = cJSON_GetObjectItemCaseSensitive(tok, "cache");
+        if (cJSON_IsObject(cache)) {
+            agent_add_count(&cache_read, cache, "read");
+            agent_add_count(&cache_write, cache, "write");
+        }
+    }
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(part, "cost");
+    double cost = cJSON_IsNumber(c) && isfinite(c->valuedouble) && c->valuedouble >= 0
+                      ? c->valuedouble : 0;
+    cJSON *t = cJSON_AddObjectToObject(data, "tokens");
+    return t != NULL && cJSON_AddStringToObject(data, "phase", "finished") != NULL &&
+           agent_add_str_or_null(data, "reason", agent_str(part, "reason")) == 0 &&
+           cJSON_AddNumberToObject(t, "input", (double)in) != NULL &&
+           cJSON_AddNumberToObject(t, "output", (double)out) != NULL &&
+           cJSON_AddNumberToObject(t, "reasoning", (double)reasoning) != NULL &&
+           cJSON_AddNumberToObject(t, "cache_read", (double)cache_read) != NULL &&
+           cJSON_AddNumberToObject(t, "cache_write", (double)cache_write) != NULL &&
+           cJSON_AddNumberToObject(data, "cost_usd", cost) != NULL
+               ? 0 : -1;
+}
+
+static int agent_live_error(cJSON *data, const cJSON *ev)
+{
+    char *msg = agent_error_text(ev);
+    int ok = msg != NULL && cJSON_AddStringToObject(data, "message", msg) != NULL;
+    free(msg);
+    return ok ? 0 : -1;
+}
+
+/* Fills data for one event of the given type; sets *kind. -1 when the
+ * type is not streamed or out of memory. */
+static int agent_live_fill(cJSON *data, const cJSON *ev, const char *type, const char **kind)
+{
+    const cJSON *part = cJSON_GetObjectItemCaseSensitive(ev, "part");
+    if (strcmp(type, "error") == 0) {
+        *kind = "error";
+        return agent_live_error(data, ev);
+    }
+    if (!cJSON_IsObject(part))
+        return -1;
+    if (strcmp(type, "text") == 0) {
+        *kind = "text";
+        return agent_live_text(data, part);
+    }
+    if (strcmp(type, "tool_use") == 0) {
+        *kind = "tool";
+        return agent_live_tool(data, part);
+    }
+    if (strcmp(type, "step_finish") == 0) {
+        *kind = "step";
+        return agent_live_step(data, part);
+    }
+    return -1;
+}
+
+cJSON *agent_event_live(const char *line, size_t len, const char **kind)
+{
+    cJSON *ev = cJSON_ParseWithLength(line, len);
+    const char *type = cJSON_IsObject(ev) ? agent_str(ev, "type") : NULL;
+    cJSON *data = type != NULL ? cJSON_CreateObject() : NULL;
+    if (data != NULL && agent_live_fill(data, ev, type, kind) != 0) {
+        cJSON_Delete(data);
+        data = NULL;
+    }
+    cJSON_Delete(ev);
+    return data;
 }

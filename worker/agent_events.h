@@ -32,4 +32,14 @@ int agent_report_parse(const char *buf, size_t len, struct agent_report *r);
 
 void agent_report_free(struct agent_report *r);
 
+/*
+ * The live form of one event line, as GET /job/events sends it: *kind
+ * gets "text" ({text, truncated}), "tool" ({tool, status, phase}), "step"
+ * ({phase, reason, tokens{input, output, reasoning, cache_read,
+ * cache_write}, cost_usd}) or "error" ({message}), and the data object is
+ * returned (the caller deletes it). NULL for anything else (junk, a
+ * truncated line, step_start) and when out of memory.
+ */
+cJSON *agent_event_live(const char *line, size_t len, const char **kind);
+
 #endif

@@ -46,6 +46,15 @@ struct job_files {
     long skipped;            /* names left out: the API could not serve them */
 };
 
+/* The agent's event file as the run goes (job_live.c). */
+struct job_live {
+    int    fd;               /* the event file, read as it grows; -1: not open */
+    char  *line;             /* the incomplete last line read */
+    size_t len, cap;
+    int    skipping;         /* inside an over-long line: dropped to its end */
+    long   stored, dropped;  /* events that went to the job's log, or not */
+};
+
 struct job_attempt {
     struct worker *w;
     struct db *db;
@@ -75,6 +84,8 @@ struct job_attempt {
 
     /* The lease (job_run.c) */
     int lease_lost;          /* lost, or its deadline passed unrenewed: record nothing */
+    int cancel;              /* a client asked to stop it: record it cancelled */
+    struct job_live live;
     int aborted;             /* shutdown grace over */
     int64_t lease_ok_ms;     /* monotonic start of the last good renewal (or the claim) */
     int64_t next_renew_ms;
@@ -85,6 +96,18 @@ struct job_attempt {
  * is lost or when it could not be renewed before its own deadline (the
  * database unreachable: a re-run may start elsewhere): ja->lease_lost. */
 int job_lease_keep(struct job_attempt *ja);
+
+/*
+ * live (job_live.c): while the agent runs, its new events go to the job's
+ * log (GET /job/events), and a client's cancel is heard on channel
+ * job_cancel. begin listens (on the slot's connection) and drains what
+ * came before; tick reads what the agent wrote since the last tick and
+ * returns 1 once a cancel was asked (ja->cancel); end reads the rest
+ * after the agent ended and closes the file.
+ */
+void job_live_begin(struct job_attempt *ja);
+int job_live_tick(struct job_attempt *ja);
+void job_live_end(struct job_attempt *ja);
 
 /* fs_walk progress callback: job_lease_keep(arg). */
 int job_walk_progress(void *arg);

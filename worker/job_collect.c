@@ -87,6 +87,10 @@ static void job_map_end(struct job_attempt *ja)
         /* The watchdog (or the kernel, through the cgroup) stopped it:
          * whatever else the agent reported follows from that. */
         job_fail(ja, ja->limit, "%s", ja->limit_msg);
+    } else if (ja->cancel && res->end == AGENT_STOPPED) {
+        /* Partial outputs are kept, as for a timeout. */
+        job_fail(ja, JOBERR_CANCELLED, "cancelled by the client while it ran");
+        o->status = "cancelled";
     } else if (res->end == AGENT_TIMED_OUT) {
         job_fail(ja, JOBERR_TIMEOUT, "Job exceeded the timeout of %ld seconds.",
                  ja->c->timeout_s);

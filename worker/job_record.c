@@ -40,7 +40,8 @@ static int job_lease_held(void *arg)
     for (;;) {
         int rc = STORE_UNAVAILABLE;
         if (db_ensure(ja->db, NULL, 0) == DB_OK)
-            rc = store_job_renew(ja->db, c->job_id, c->lease_token, cfg->job_lease_s);
+            rc = store_job_renew(ja->db, c->job_id, c->lease_token, cfg->job_lease_s,
+                                 &(int){ 0 });
         if (rc == STORE_OK) {
             metric_add(ocm(OCM_LEASE_RENEWALS), NULL, 1);
             return 1;

@@ -84,9 +84,14 @@ int job_lease_keep(struct job_attempt *ja)
     if (now >= ja->next_renew_ms) {
         /* Renew every third of the lease; a database outage shorter than
          * two renewals costs nothing. A failed try is retried sooner. */
-        int rc = STORE_UNAVAILABLE;
+        int rc = STORE_UNAVAILABLE, cancel = 0;
         if (db_ensure(ja->db, NULL, 0) == DB_OK)
-            rc = store_job_renew(ja->db, ja->c->job_id, ja->c->lease_token, cfg->job_lease_s);
+            rc = store_job_renew(ja->db, ja->c->job_id, ja->c->lease_token, cfg->job_lease_s,
+                                 &cancel);
+        if (cancel && !ja->cancel) {
+            log_info("job.cancel_requested", "job=%s via=lease", ja->c->job_id);
+            ja->cancel = 1;
+        }
         if (rc == STORE_NOT_FOUND) {
             log_warn("job.lease_lost", "job=%s", ja->c->job_id);
             metric_add(ocm(OCM_LEASES_LOST), NULL, 1);
@@ -150,6 +155,10 @@ static int job_tick(void *arg)
                  (unsigned long long)ja->wd.cpu_ms_max, (unsigned long long)ja->wd.last.tasks);
         return 1;
     }
+    if (job_live_tick(ja) != 0) {
+        log_info("job.cancel_requested", "job=%s", ja->c->job_id);
+        return 1;
+    }
     return 0;
 }
 
@@ -210,7 +219,9 @@ static enum job_ran job_run_agent(struct job_attempt *ja, int64_t *spawn_us)
     char procs[LAYOUT_PATH_MAX + 64];
     job_contain_spec(ja, &spec, &limits, procs, sizeof(procs));
     *spawn_us = time_now_usec();
+    job_live_begin(ja);
     int rc = agent_run(&spec, job_tick, ja, &ja->res);
+    job_live_end(ja);
     if (rc != 0) {
         job_fail(ja, JOBERR_AGENT_START, "could not start the agent: %s", strerror(-rc));
         return JOB_NOT_RUN;

@@ -52,6 +52,18 @@ SEED_PROMPT_MODEL_BODY = ('{"prompt": "Add a subtract function to src/math_utils
                           '"model": "openai/gpt-4"}')
 
 
+# GET /download's Content-Type by extension (api/routes_download.c).
+DOWNLOAD_TYPES = {
+    "txt": "text/plain; charset=utf-8", "md": "text/plain; charset=utf-8",
+    "json": "application/json", "html": "text/html; charset=utf-8",
+    "htm": "text/html; charset=utf-8", "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8", "png": "image/png", "jpg": "image/jpeg",
+    "jpeg": "image/jpeg", "gif": "image/gif", "svg": "image/svg+xml",
+    "pdf": "application/pdf", "zip": "application/zip", "gz": "application/gzip",
+    "tgz": "application/gzip", "tar": "application/x-tar",
+}
+
+
 def parse_iso(s):
     if "." not in s:
         s = s[:-1] + ".0Z"
@@ -267,7 +279,11 @@ class ApiTestBase(harness.ServiceTest):
     def assertDownload(self, r, name, content):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.body, content)
-        self.assertEqual(r.headers.get("Content-Type"), "application/octet-stream")
+        # Content-Type by extension (README, "Files"; tests/e2e/test_files.py).
+        dot = name.rfind(".")
+        ext = name[dot + 1:].lower() if dot > 0 else ""
+        self.assertEqual(r.headers.get("Content-Type"),
+                         DOWNLOAD_TYPES.get(ext, "application/octet-stream"))
         self.assertEqual(r.headers.get("Content-Length"), str(len(content)))
         self.assertEqual(r.headers.get("Content-Disposition"),
                          "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe=""))
@@ -347,8 +363,8 @@ class SeedApiTest(ApiTestBase):
         self.assertTrue(os.path.isdir(s.session_dir(sid)))
 
     def test_wrong_method_is_405_json(self):
-        cases = [("GET", "/session", "POST, DELETE"), ("PUT", "/session", "POST, DELETE"),
-                 ("PATCH", "/session", "POST, DELETE"), ("PUT", "/job", "POST"),
+        cases = [("PUT", "/session", "POST, DELETE, GET"),
+                 ("PATCH", "/session", "POST, DELETE, GET"), ("PUT", "/job", "POST"),
                  ("GET", "/job", "POST"), ("DELETE", "/job", "POST"),
                  ("POST", "/job/status", "GET"), ("DELETE", "/job/status", "GET"),
                  ("POST", "/session/results", "GET"), ("DELETE", "/download", "GET"),
@@ -364,7 +380,7 @@ class SeedApiTest(ApiTestBase):
 
     def test_unknown_paths_are_404_json(self):
         before = self.counts()
-        for path in ("/nope", "/sessionX", "/session/", "/sessions", "/session/resultsX",
+        for path in ("/nope", "/sessionX", "/session/", "/sessionsX", "/session/resultsX",
                      "/jobs", "/job/statusX", "/job/status/x", "/health/x", "/healthz",
                      "/downloads", "/"):
             for key in ("default", None):
@@ -857,9 +873,11 @@ class LimitsApiTest(ApiTestBase):
             ("files not an array", J({"files": f()}), 422, "files"),
             ("files a string", J({"files": "a.txt"}), 422, "files"),
             ("item without path", J({"files": [{"content": "x"}]}), 422, "files[0]"),
-            ("item without content", J({"files": [{"path": "a"}]}), 422, "files[0]"),
-            ("second item without content", J({"files": [f(), {"path": "b"}]}), 422,
-             "files[1]"),
+            # Neither content nor content_base64: 400 bad_request naming the
+            # file (README, "Files").
+            ("item without content", J({"files": [{"path": "a"}]}), 400, "files[0] (a)"),
+            ("second item without content", J({"files": [f(), {"path": "b"}]}), 400,
+             "files[1] (b)"),
             ("content not a string", J({"files": [f(content=5)]}), 422, "files[0]"),
             ("content null", J({"files": [f(content=None)]}), 422, "files[0]"),
             ("path not a string", J({"files": [f(path=["a"])]}), 422, "files[0]"),

@@ -251,7 +251,7 @@ class HostileTest(harness.ServiceTest):
             ("request target of 20000 bytes", res(b"a" * 20000), (400, 414)),
             ("empty body with Content-Type json", sess(b""), (400,)),
             ("POST without body or length", sess(b"", length=False), (400, 411)),
-            ("method override header", get(b"/session", headers=[
+            ("method override header", req(b"PUT", b"/session", headers=[
                 b"X-HTTP-Method-Override: DELETE"]), (405,)),
             ("websocket upgrade", get(b"/session", headers=[
                 b"Upgrade: websocket", b"Connection: Upgrade",

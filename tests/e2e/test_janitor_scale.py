@@ -145,9 +145,10 @@ class JanitorScaleTest(harness.ServiceTest):
         jid = uuid.uuid4().hex
         ended = status != "queued"
         s.sql("INSERT INTO jobs (id, session_id, status, prompt, model, timeout_s, attempt,"
-              " started_at, finished_at) VALUES ('%s', '%s', '%s', 'p', 'm', 60, %d, %s, %s)"
+              " started_at, finished_at, has_outputs)"
+              " VALUES ('%s', '%s', '%s', 'p', 'm', 60, %d, %s, %s, %s)"
               % (jid, sid, status, 1 if ended else 0, "now()" if ended else "NULL",
-                 "now()" if ended else "NULL"))
+                 "now()" if ended else "NULL", "true" if files and ended else "false"))
         if files:
             d = os.path.join(s.session_dir(sid), "jobs", jid)
             os.makedirs(d)

@@ -56,7 +56,8 @@ def route_rows():
     table = text[text.index("api_routes[] = {"):]
     table = table[:table.index("};")]
     return [(m, p, k == "1") for m, p, k in
-            re.findall(r'\{\s*"([A-Z]+)",\s*"([^"]+)",\s*([01]),\s*\w+\s*\}', table)]
+            re.findall(r'\{\s*"([A-Z]+)",\s*"([^"]+)",\s*([01])(?:\s*\|\s*API_IDEMPOTENT)?,'
+                          r'\s*\w+\s*\}', table)]
 
 
 def doc_operations():
@@ -160,7 +161,7 @@ class Document(unittest.TestCase):
                          ("apiKey", "header", "X-API-Key"))
 
     def test_every_error_code_is_documented_under_its_status(self):
-        table = re.findall(r'\[(ERR_\w+)\]\s*=\s*\{\s*(\d+),\s*"([a-z_]+)"\s*\}',
+        table = re.findall(r'\[(ERR_\w+)\]\s*=\s*\{\s*(\d+),\s*"([a-z][a-z0-9_]*)"\s*\}',
                            read("api", "errcode.c"))
         self.assertGreaterEqual(len(table), 19)
         text = json.dumps(DOC)
@@ -315,6 +316,13 @@ class Live(harness.ServiceTest):
             ("POST", "/job", {"prompt": "x"}, "default", 422),
             ("GET", "/job/status", None, "default", 422),
             ("GET", "/download?session_id=" + sid, None, "default", 422),
+            ("GET", "/session?session_id=" + sid, None, "default", 200),
+            ("GET", "/session?session_id=" + zero, None, "default", 404),
+            ("GET", "/session/jobs?session_id=%s&limit=2" % sid, None, "default", 200),
+            ("GET", "/session/jobs?session_id=%s&limit=0" % sid, None, "default", 422),
+            ("GET", "/session/jobs?session_id=" + zero, None, "default", 404),
+            ("GET", "/sessions?limit=5", None, "default", 200),
+            ("GET", "/sessions?after=" + zero, None, "default", 422),
         ]
         for method, path, body, key, status in cases:
             with self.subTest(method=method, path=path[:80], status=status):
@@ -325,7 +333,17 @@ class Live(harness.ServiceTest):
         r = self.call("POST", "/session", raw=b"x" * 70000)
         self.assertEqual((r.status, r.json()["code"]), (413, "body_too_large"))
         r = self.call("PUT", "/session")
-        self.assertEqual(r.headers.get("Allow"), "POST, DELETE")
+        self.assertEqual(r.headers.get("Allow"), "POST, DELETE, GET")
+        # Idempotency-Key: a replay (same bytes), another body (422), a bad key (400).
+        body = {"files": [{"path": "i.txt", "content": "i"}]}
+        first = self.call("POST", "/session", body, headers={"Idempotency-Key": "oa-1"})
+        again = self.call("POST", "/session", body, headers={"Idempotency-Key": "oa-1"})
+        self.assertEqual((again.body, again.headers.get("Idempotent-Replayed")),
+                         (first.body, "true"))
+        r = self.call("POST", "/session", {"files": []}, headers={"Idempotency-Key": "oa-1"})
+        self.assertEqual((r.status, r.json()["code"]), (422, "idempotency_key_reused"))
+        r = self.call("POST", "/session", body, headers={"Idempotency-Key": "x" * 256})
+        self.assertEqual(r.status, 400)
 
     def test_3_quota(self):
         s = self.svc
@@ -361,9 +379,15 @@ class Live(harness.ServiceTest):
         url = job["output_files"][0]["download_url"]
         self.assertEqual(self.call("GET", url).status, 200)
 
+        # The finished job's events replay in full and end with its final
+        # status; a long-poll of an ended job answers at once.
+        ev = self.call("GET", "/job/events?job_id=" + first["job_id"])
+        self.assertIn("event: status", ev.body.decode())
+        self.call("GET", "/job/status?job_id=%s&wait=5" % first["job_id"])
+
         # A failing job (unknown model), then a job that outlives its
-        # timeout (the model answers 500 and opencode retries) while the
-        # session is deleted (409 session_busy).
+        # timeout (the model answers 500 and opencode retries); cancelling
+        # the ended one is 409 job_ended.
         fail = self.call("POST", "/job?session_id=" + sid,
                          {"prompt": "hello", "model": "nosuch/model"}).json()
         job = self.wait(fail["job_id"])
@@ -372,8 +396,11 @@ class Live(harness.ServiceTest):
             "prompt": script_prompt([{"http_error": 500}], "slow"), "timeout_s": 8}).json()
         wait_for(lambda: self.call("GET", "/job/status?job_id=" + slow["job_id"]).json()
                  ["status"] != "queued", 60, what="slow job to start")
-        r = self.call("DELETE", "/session?session_id=" + sid)
-        self.assertEqual((r.status, r.json()["code"]), (409, "session_busy"))
+        r = self.call("POST", "/job/cancel?job_id=" + fail["job_id"])
+        self.assertEqual((r.status, r.json()["code"]), (409, "job_ended"))
+        waiting = self.call("POST", "/job?session_id=" + sid, {"prompt": "never runs"}).json()
+        r = self.call("POST", "/job/cancel?job_id=" + waiting["job_id"])
+        self.assertEqual((r.status, r.json()["status"]), (202, "cancelled"))
         job = self.wait(slow["job_id"])
         self.assertEqual((job["status"], job["error_code"]), ("timed_out", "timeout"), job)
 
@@ -394,6 +421,39 @@ class Live(harness.ServiceTest):
         except AssertionError:
             sys.stderr.write(self.svc.all_logs())
             raise
+
+    def test_4b_files(self):
+        """Binary files, archives and file edits (README, "Files")."""
+        import base64
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            ti = tarfile.TarInfo("run.sh")
+            ti.size, ti.mode = 3, 0o755
+            tar.addfile(ti, io.BytesIO(b"ls\n"))
+        r = self.call("POST", "/session?ttl_seconds=600", raw=buf.getvalue(),
+                      headers={"Content-Type": "application/gzip"})
+        self.assertEqual(r.status, 200, r)
+        sid = r.json()["session_id"]
+        r = self.call("POST", "/session", raw=b"not gzip",
+                      headers={"Content-Type": "application/gzip"})
+        self.assertEqual(r.status, 400, r)
+        r = self.call("PUT", "/session/files?session_id=" + sid, {"files": [
+            {"path": "b.bin", "content_base64": base64.b64encode(b"\x00\xff").decode()}]})
+        self.assertEqual(r.status, 200, r)
+        r = self.call("PUT", "/session/files?session_id=" + sid,
+                      {"files": [{"path": "c.bin", "content_base64": "%%"}]})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(self.call("DELETE", "/session/files?session_id=%s&file_path=run.sh"
+                                   % sid).status, 200)
+        self.assertEqual(self.call("DELETE", "/session/files?session_id=%s&file_path=run.sh"
+                                   % sid).status, 404)
+        r = self.call("GET", "/download/archive?session_id=" + sid)
+        self.assertEqual(r.status, 200, r)
+        with tarfile.open(fileobj=io.BytesIO(r.body), mode="r:gz") as tar:
+            self.assertEqual(tar.getnames(), ["b.bin"])
+        self.assertEqual(self.call("GET", "/download/archive").status, 422)
 
     def test_5_every_operation_was_exercised(self):
         seen = {(m, p) for m, p, _ in self.seen}

@@ -80,7 +80,7 @@ class CorsAnyTest(ServiceTest):
         self.assertEqual(r.body, b"")
         self.assertEqual(r.headers.get("Access-Control-Allow-Origin"), "*")
         methods = [m.strip() for m in r.headers["Access-Control-Allow-Methods"].split(",")]
-        self.assertEqual(sorted(methods), ["DELETE", "POST"])
+        self.assertEqual(sorted(methods), ["DELETE", "GET", "POST"])
         allowed = r.headers["Access-Control-Allow-Headers"].lower()
         for h in ("x-api-key", "idempotency-key", "content-type"):
             self.assertIn(h, allowed)

@@ -5,7 +5,8 @@
  * No HTTP and no database: the input goes to json_parse_body() exactly as
  * http_read_body() would hand it over, and an accepted tree is walked the
  * checked with session_req_check() (common/session_req.h), the very
- * function POST /session runs: files array of {path, content},
+ * function POST /session runs: files array of {path, content} or
+ * {path, content_base64} (strict base64, decoded sizes counted),
  * ttl_seconds, path_validate on each path, path_list_check on all of them,
  * env names and values.
  *
@@ -15,7 +16,8 @@
  *  - an accepted tree prints and parses back (json_parse_body again) to an
  *    equal tree: the depth and \u0000 pre-scan must not refuse what cJSON
  *    itself printed;
- *  - a session the walk accepts respects every limit it claims to.
+ *  - a session the walk accepts respects every limit it claims to, and
+ *    each accepted content_base64 is the canonical encoding of its bytes.
  *
  * Built with -DOC_FUZZ_REPLAY (no libFuzzer, any compiler), the file has a
  * main() that runs the target once on each file named on the command line.
@@ -55,6 +57,28 @@ static const struct session_limits fuzz_limits = {
     FUZZ_MAX_FILES, FUZZ_MAX_SESSION_BYTES, FUZZ_DEFAULT_TTL_S, FUZZ_MAX_TTL_S,
 };
 
+/* A content_base64 the check accepted is canonical: encoding the decoded
+ * bytes again gives back the very same text. */
+static void check_base64(const char *text, const unsigned char *data, size_t len)
+{
+    static const char alpha[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(text), o = 0;
+    FUZZ_ASSERT(n == (len + 2) / 3 * 4);
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned long w = (unsigned long)data[i] << 16;
+        if (i + 1 < len)
+            w |= (unsigned long)data[i + 1] << 8;
+        if (i + 2 < len)
+            w |= data[i + 2];
+        char q[4] = { alpha[(w >> 18) & 63], alpha[(w >> 12) & 63],
+                      i + 1 < len ? alpha[(w >> 6) & 63] : '=',
+                      i + 2 < len ? alpha[w & 63] : '=' };
+        FUZZ_ASSERT(memcmp(text + o, q, 4) == 0);
+        o += 4;
+    }
+}
+
 /* What an accepted session must satisfy, rechecked from the tree. */
 static void check_accepted(const struct session_req *ns)
 {
@@ -66,10 +90,23 @@ static void check_accepted(const struct session_req *ns)
     cJSON_ArrayForEach(f, ns->files) {
         const char *why;
         const char *p = cJSON_GetObjectItemCaseSensitive(f, "path")->valuestring;
-        const char *c = cJSON_GetObjectItemCaseSensitive(f, "content")->valuestring;
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(f, "content");
+        const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(f, "content_base64");
         FUZZ_ASSERT(path_validate(p, strlen(p), &why) == 0);
         FUZZ_ASSERT(strstr(p, "\n") == NULL && p[0] != '/');
-        bytes += (int64_t)strlen(c);
+        /* Exactly one of content and content_base64, and the bytes the
+         * route writes are those counted. */
+        FUZZ_ASSERT((text != NULL) != (b64 != NULL));
+        const char *data;
+        size_t len;
+        int owned;
+        FUZZ_ASSERT(session_file_data(f, &data, &len, &owned) == 0);
+        FUZZ_ASSERT(owned == (b64 != NULL));
+        if (b64 != NULL)
+            check_base64(b64->valuestring, (const unsigned char *)data, len);
+        if (owned)
+            free((void *)data);
+        bytes += (int64_t)len;
     }
     FUZZ_ASSERT(bytes == ns->bytes);
 }
@@ -152,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char detail[512];
     detail[0] = '\0';
     enum session_req_rc rc = session_req_check(req, &fuzz_limits, &ns, detail, sizeof(detail));
-    FUZZ_ASSERT(rc >= SREQ_OK && rc <= SREQ_NO_MEMORY);
+    FUZZ_ASSERT(rc >= SREQ_OK && rc <= SREQ_CONTENT_FIELDS);
     FUZZ_ASSERT(rc == SREQ_OK || detail[0] != '\0');
     if (rc == SREQ_OK)
         check_accepted(&ns);

@@ -10,7 +10,7 @@
 # Ends with the line "N passed, M failed" (one per fuzzer); exits non-zero
 # if any failed.
 #
-# Usage: tests/fuzz/run.sh [FUZZER...]     (default: fuzz_body fuzz_path)
+# Usage: tests/fuzz/run.sh [FUZZER...]     (default: fuzz_body fuzz_path fuzz_archive)
 # Environment:
 #   FUZZ_SECONDS    fuzzing time per fuzzer (default 30)
 #   FUZZ_BUILD_DIR  build folder (default build-fuzz, relative to the root)
@@ -41,7 +41,7 @@ case "$build_dir" in
 *) build_dir="$ROOT/$build_dir" ;;
 esac
 fuzzers=("$@")
-((${#fuzzers[@]} > 0)) || fuzzers=(fuzz_body fuzz_path)
+((${#fuzzers[@]} > 0)) || fuzzers=(fuzz_body fuzz_path fuzz_archive)
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/oc-fuzz.XXXXXX")"
 pids=()

@@ -429,6 +429,61 @@ static void test_long_text(void)
     free(buf);
 }
 
+/* The live form GET /job/events streams, one line at a time. */
+static void test_live_events(void)
+{
+    const char *kind = NULL;
+    cJSON *d = agent_event_live(EV_TEXT_1, strlen(EV_TEXT_1), &kind);
+    CHECK(d != NULL);
+    EXPECT_STR(kind, "text");
+    EXPECT_STR(cJSON_GetStringValue(cJSON_GetObjectItem(d, "text")), "I will write the file.");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(d, "truncated")));
+    cJSON_Delete(d);
+
+    d = agent_event_live(EV_TOOL_WRITE, strlen(EV_TOOL_WRITE), &kind);
+    CHECK(d != NULL);
+    EXPECT_STR(kind, "tool");
+    EXPECT_STR(cJSON_GetStringValue(cJSON_GetObjectItem(d, "tool")), "write");
+    EXPECT_STR(cJSON_GetStringValue(cJSON_GetObjectItem(d, "status")), "completed");
+    EXPECT_STR(cJSON_GetStringValue(cJSON_GetObjectItem(d, "phase")), "finished");
+    cJSON_Delete(d);
+
+    d = agent_event_live(EV_STEP_FINISH_1, strlen(EV_STEP_FINISH_1), &kind);
+    CHECK(d != NULL);
+    EXPECT_STR(kind, "step");
+    cJSON *tok = cJSON_GetObjectItem(d, "tokens");
+    CHECK(cJSON_IsObject(tok) && cJSON_GetObjectItem(tok, "input") != NULL);
+    CHECK(cJSON_IsNumber(cJSON_GetObjectItem(d, "cost_usd")));
+    cJSON_Delete(d);
+
+    const char *err = "{\"type\":\"error\",\"error\":{\"name\":\"APIError\","
+                      "\"data\":{\"message\":\"Bad Request\"}}}";
+    d = agent_event_live(err, strlen(err), &kind);
+    CHECK(d != NULL);
+    EXPECT_STR(kind, "error");
+    EXPECT_STR(cJSON_GetStringValue(cJSON_GetObjectItem(d, "message")), "APIError: Bad Request");
+    cJSON_Delete(d);
+
+    /* Not streamed: step_start, junk, a cut line, a tool without part. */
+    const char *skip[] = { EV_STEP_START_1, "junk", "{\"type\":\"text\"", "{\"type\":\"tool_use\"}" };
+    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+        CHECK(agent_event_live(skip[i], strlen(skip[i]), &kind) == NULL);
+
+    /* A long text is cut for the stream, on a UTF-8 boundary. */
+    size_t n = 40000;
+    char *line = malloc(n + 64);
+    int off = snprintf(line, n + 64, "{\"type\":\"text\",\"part\":{\"text\":\"");
+    for (size_t i = 0; i < n / 2; i++, off += 2)
+        memcpy(line + off, "\xc3\xa9", 2);
+    off += snprintf(line + off, 8, "\"}}");
+    d = agent_event_live(line, (size_t)off, &kind);
+    CHECK(d != NULL && cJSON_IsTrue(cJSON_GetObjectItem(d, "truncated")));
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(d, "text"));
+    CHECK(t != NULL && strlen(t) <= 16 * 1024 && strlen(t) % 2 == 0);
+    cJSON_Delete(d);
+    free(line);
+}
+
 int main(void)
 {
     test_full_run();
@@ -439,5 +494,6 @@ int main(void)
     test_tools();
     test_usage_numbers();
     test_long_text();
+    test_live_events();
     return check_report();
 }

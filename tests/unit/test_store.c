@@ -315,7 +315,7 @@ static void test_failure_code(struct db *db)
     struct store_new_job nj2 = { .job_id = jid2, .session_id = sid, .key_id = "key_a",
                                  .prompt = "p", .model = "m", .timeout_s = 60 };
     CHECK(store_job_create(db, &nj2, &created) == STORE_OK);
-    CHECK(store_session_delete(db, sid, "key_a") == STORE_OK);
+    CHECK(store_session_delete(db, sid, "key_a", &(int){ 0 }) == STORE_OK);
     CHECK(store_job_get(db, jid2, "key_a", &j) == STORE_OK);
     CHECK(j.status && strcmp(j.status, "cancelled") == 0);
     CHECK(j.error_code && strcmp(j.error_code, "cancelled") == 0);
@@ -350,7 +350,8 @@ static void test_janitor(struct db *db)
     struct store_claim c;
     CHECK(store_job_claim(db, j2, "w1", 30, &c) == STORE_NOT_FOUND);   /* j1 first */
     CHECK(store_job_claim(db, j1, "w1", 30, &c) == STORE_OK);
-    CHECK(store_job_renew(db, j1, c.lease_token, 30) == STORE_OK);
+    int cancel = -1;
+    CHECK(store_job_renew(db, j1, c.lease_token, 30, &cancel) == STORE_OK && cancel == 0);
     CHECK(store_job_release(db, &c) == STORE_OK);
     store_claim_free(&c);
     CHECK(store_job_claim(db, j1, "w1", 0, &c) == STORE_OK);
@@ -377,8 +378,8 @@ static void test_janitor(struct db *db)
     char folder[ID_HEX_LEN + 1];
     CHECK(store_job_folder(db, sid, "key_a", NULL, folder) == STORE_OK);
     CHECK_STR(folder, "");
-    CHECK(store_job_folder(db, sid, "key_a", j1, folder) == STORE_OK);
-    CHECK_STR(folder, j1);
+    /* The janitor ended j1: no worker published outputs for it. */
+    CHECK(store_job_folder(db, sid, "key_a", j1, folder) == STORE_NOT_FOUND);
     store_janitor_unlock(db);
 
     struct store_keys keys;
@@ -436,6 +437,8 @@ static int wait_for_lock_waiter(void)
 }
 
 enum race_op { RACE_CREATE, RACE_CLAIM, RACE_DELETE };
+/* Exit status of a RACE_DELETE child whose delete found a running job. */
+#define RACE_DELETED_RUNNING 50
 
 /* Runs one store call in a child process on a connection of its own;
  * returns its pid. The exit status is -store_rc. */
@@ -458,7 +461,10 @@ static pid_t race_child(enum race_op op, const char *sid, const char *jid)
         rc = store_job_claim(d, jid, "w-race", 30, &c);
         store_claim_free(&c);
     } else {
-        rc = store_session_delete(d, sid, "key_a");
+        int running = 0;
+        rc = store_session_delete(d, sid, "key_a", &running);
+        if (rc == STORE_OK && running)
+            _exit(RACE_DELETED_RUNNING);
     }
     _exit(-rc);
 }
@@ -537,7 +543,7 @@ static void test_race_claim_delete(struct db *db)
               "cancelled");
 
     /* The claim holds the session and commits a run: the delete waits,
-     * then sees the job running (409), never 204. */
+     * then sees the job running and asks it to stop. */
     new_session(db, sid);
     new_job(db, sid, jid);
     CHECK(raw_exec("BEGIN", NULL) == 0);
@@ -547,9 +553,11 @@ static void test_race_claim_delete(struct db *db)
     CHECK(raw_exec("UPDATE jobs SET status = 'running', attempt = 1, lease_token = 'x',"
                    " lease_expires_at = now() + interval '30 seconds' WHERE id = $1", jid) == 0);
     CHECK(raw_exec("COMMIT", NULL) == 0);
-    CHECK(race_wait(pid) == STORE_CONFLICT);
+    CHECK(race_wait(pid) == -RACE_DELETED_RUNNING);
     CHECK_STR(raw_value("SELECT status FROM sessions WHERE id = $1", sid, buf, sizeof(buf)),
-              "active");
+              "deleted");
+    CHECK_STR(raw_value("SELECT (cancel_requested_at IS NOT NULL)::text FROM jobs"
+                        " WHERE id = $1", jid, buf, sizeof(buf)), "true");
 
     /* A job whose session expired while it waited is not claimed; its
      * session's waiting jobs are cancelled so the janitor can expire it. */
@@ -573,8 +581,8 @@ static void test_remove_backoff(struct db *db)
     char sid[ID_HEX_LEN + 1], other[ID_HEX_LEN + 1], buf[64];
     new_session(db, sid);
     new_session(db, other);
-    CHECK(store_session_delete(db, sid, "key_a") == STORE_OK);
-    CHECK(store_session_delete(db, other, "key_a") == STORE_OK);
+    CHECK(store_session_delete(db, sid, "key_a", &(int){ 0 }) == STORE_OK);
+    CHECK(store_session_delete(db, other, "key_a", &(int){ 0 }) == STORE_OK);
     long failures = 0, retry_in = 0, n = 0;
     CHECK(store_session_remove_failed(db, sid, 300, &failures, &retry_in) == STORE_OK);
     CHECK(failures == 1 && retry_in >= 299 && retry_in <= 300);
@@ -612,8 +620,8 @@ static void test_prune_outputs(struct db *db)
     new_session(db, sid);
     for (int i = 0; i < 4; i++)
         new_job(db, sid, j[i]);
-    CHECK(raw_exec("UPDATE jobs SET status = 'succeeded', finished_at = now()"
-                   " WHERE session_id = $1", sid) == 0);
+    CHECK(raw_exec("UPDATE jobs SET status = 'succeeded', finished_at = now(),"
+                   " has_outputs = true WHERE session_id = $1", sid) == 0);
     CHECK(raw_exec("UPDATE sessions SET current_job_id = (SELECT id FROM jobs"
                    " WHERE session_id = $1 ORDER BY seq LIMIT 1) WHERE id = $1", sid) == 0);
     struct store_job_ref refs[100];
@@ -631,6 +639,84 @@ static void test_prune_outputs(struct db *db)
     CHECK(store_job_folder(db, sid, "key_a", j[3], folder) == STORE_OK);
     CHECK(store_job_folder(db, sid, "key_a", NULL, folder) == STORE_OK);
     CHECK_STR(folder, j[0]);
+}
+
+/* The kind and data of a job's event seq (from store_events_list). */
+static int event_is(struct db *db, const char *jid, long long seq, const char *kind,
+                    const char *needle)
+{
+    struct store_events ev;
+    int ok = store_events_list(db, jid, seq - 1, 1, &ev) == STORE_OK && ev.n == 1 &&
+             ev.v[0].seq == seq && strcmp(ev.v[0].kind, kind) == 0 &&
+             strstr(ev.v[0].data, needle) != NULL;
+    store_events_free(&ev);
+    return ok;
+}
+
+static void note_payload(const char *channel, const char *payload, void *arg)
+{
+    if (strcmp(channel, "job_cancel") == 0)
+        snprintf(arg, ID_HEX_LEN + 1, "%s", payload);
+}
+
+/* Live jobs: status events from the trigger, agent events fenced by the
+ * lease and capped, cancel of a queued and of a running job, and the
+ * cancel's notification. */
+static void test_events_and_cancel(struct db *db, const char *url)
+{
+    char sid[ID_HEX_LEN + 1], j1[ID_HEX_LEN + 1], j2[ID_HEX_LEN + 1], st[16];
+    char heard[ID_HEX_LEN + 1] = "";
+    struct db *listener = db_new(url, "test_listen");
+    CHECK(db_listen(listener, "job_cancel") == DB_OK);
+    new_session(db, sid);
+    new_job(db, sid, j1);
+    CHECK(event_is(db, j1, 1, "status", "\"queued\""));
+    struct store_claim c;
+    CHECK(store_job_claim(db, j1, "w1", 30, &c) == STORE_OK);
+    CHECK(event_is(db, j1, 2, "status", "\"running\""));
+
+    const char *kinds[] = { "text", "tool", "step", "error", "text" };
+    const char *data[] = { "{\"text\":\"hi \\\"there\\\"\"}", "{\"tool\":\"write\"}",
+                           "{\"cost_usd\":0}", "{\"message\":\"m\"}", "{\"text\":\"x\"}" };
+    long stored = -1;
+    CHECK(store_events_add(db, j1, "not-the-token", kinds, data, 2, 100, &stored) ==
+          STORE_NOT_FOUND && stored == 0);
+    CHECK(store_events_add(db, j1, c.lease_token, kinds, data, 2, 100, &stored) == STORE_OK &&
+          stored == 2);
+    CHECK(event_is(db, j1, 3, "text", "hi \\\"there\\\""));
+    CHECK(event_is(db, j1, 4, "tool", "write"));
+    /* JOB_MAX_EVENTS 6: two of the five fit. */
+    CHECK(store_events_add(db, j1, c.lease_token, kinds, data, 5, 6, &stored) == STORE_OK &&
+          stored == 2);
+
+    new_job(db, sid, j2);                       /* waits behind j1 */
+    CHECK(store_job_cancel(db, j2, "key_a", st) == STORE_OK);
+    CHECK_STR(st, "cancelled");
+    CHECK(event_is(db, j2, 2, "status", "\"cancelled\""));
+    CHECK(store_job_cancel(db, j2, "key_a", st) == STORE_CONFLICT);
+    CHECK_STR(st, "cancelled");
+    CHECK(store_job_cancel(db, j1, "key_b", st) == STORE_NOT_FOUND);
+
+    CHECK(store_job_cancel(db, j1, "key_a", st) == STORE_OK);
+    CHECK_STR(st, "running");
+    int cancel = 0;
+    CHECK(store_job_renew(db, j1, c.lease_token, 30, &cancel) == STORE_OK && cancel == 1);
+    for (int i = 0; i < 50 && heard[0] == '\0'; i++) {
+        db_notifies(listener, note_payload, heard);
+        usleep(20000);
+    }
+    CHECK_STR(heard, j1);
+
+    struct store_outcome o = { .status = "cancelled", .error_code = JOBERR_CANCELLED,
+                               .error = "cancelled by the client while it ran" };
+    CHECK(store_job_finish(db, &c, &o) == STORE_OK);
+    CHECK(event_is(db, j1, 7, "status", "\"cancelled\""));
+    struct store_job j;
+    CHECK(store_job_get(db, j1, "key_a", &j) == STORE_OK);
+    CHECK(j.has_outputs && j.cancel_requested_usec > 0);
+    store_job_free(&j);
+    store_claim_free(&c);
+    db_free(listener);
 }
 
 int main(void)
@@ -666,6 +752,7 @@ int main(void)
     test_race_claim_delete(db);
     test_remove_backoff(db);
     test_prune_outputs(db);
+    test_events_and_cancel(db, url);
     PQfinish(raw);
     db_free(db);
 
