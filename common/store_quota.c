@@ -6,24 +6,27 @@
  */
 #include "store_internal.h"
 
-/* A key's session limits and what its active, unexpired sessions hold. A
- * key without a row (none should exist: every key has one, the bootstrap
- * key's made at start) gets NULL limits, i.e. the defaults. The partial
- * index sessions_key_active_idx (migration 005) serves the join. */
+/* A key's session limits and what its active, unexpired sessions hold:
+ * key_usage's counters (kept by triggers, migration 014) less the active
+ * sessions already past their expiry that the janitor has not marked yet
+ * (sessions_key_expiry_idx finds those few). One row per key, whatever it
+ * holds. A key without a row (none should exist: every key has one, the
+ * bootstrap key's made at start) gets NULL limits, i.e. the defaults. */
 DB_STMT(st_quota_session, "quota.session", 1,
-    "SELECT k.max_active_sessions, k.max_stored_bytes, count(s.id) AS used_sessions, "
-    "coalesce(sum(s.input_bytes), 0)::bigint AS used_bytes "
+    "SELECT k.max_active_sessions, k.max_stored_bytes,"
+    " coalesce(u.active_sessions, 0) - x.n AS used_sessions,"
+    " coalesce(u.stored_bytes, 0) - x.b AS used_bytes "
     "FROM (SELECT $1::text AS id) q "
     "LEFT JOIN api_keys k ON k.id = q.id "
-    "LEFT JOIN sessions s ON s.api_key_id = q.id AND s.status = 'active' "
-    "AND s.expires_at > now() "
-    "GROUP BY k.max_active_sessions, k.max_stored_bytes");
-/* A key's job limit and its queued and running jobs (jobs_active_idx). */
+    "LEFT JOIN key_usage u ON u.key_id = q.id "
+    "CROSS JOIN (SELECT count(*) AS n, coalesce(sum(input_bytes), 0)::bigint AS b"
+    "  FROM sessions WHERE api_key_id = $1 AND status = 'active'"
+    "  AND expires_at <= now()) x");
+/* A key's job limit and its queued and running jobs. */
 DB_STMT(st_quota_job, "quota.job", 1,
-    "SELECT k.max_queued_jobs, (SELECT count(*) FROM jobs j "
-    "JOIN sessions s ON s.id = j.session_id "
-    "WHERE s.api_key_id = $1 AND j.status IN ('queued', 'running')) AS used_jobs "
-    "FROM (SELECT $1::text AS id) q LEFT JOIN api_keys k ON k.id = q.id");
+    "SELECT k.max_queued_jobs, coalesce(u.open_jobs, 0) AS used_jobs "
+    "FROM (SELECT $1::text AS id) q LEFT JOIN api_keys k ON k.id = q.id "
+    "LEFT JOIN key_usage u ON u.key_id = q.id");
 
 const char *store_quota_name(enum store_quota q)
 {
