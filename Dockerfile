@@ -26,7 +26,7 @@ RUN npm ci --no-audit --no-fund
 
 FROM debian:12
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libcivetweb1 libcjson1 librabbitmq4 libpq5 libssl3 libseccomp2 libarchive13 libcurl4 bubblewrap ca-certificates \
+        libcivetweb1 libcjson1 librabbitmq4 libpq5 libssl3 libseccomp2 libarchive13 libcurl4 bubblewrap socat ca-certificates \
         git ripgrep \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/opencode-api /src/build/opencode-worker /src/build/opencode-janitor /usr/local/bin/

@@ -189,6 +189,7 @@ int api_sessions_list(struct api_req *r);          /* routes_views.c */
 int api_download_archive(struct api_req *r);       /* routes_files.c */
 int api_session_files_put(struct api_req *r);      /* routes_files.c */
 int api_session_files_delete(struct api_req *r);   /* routes_files.c */
+int api_job_diff(struct api_req *r);               /* routes_diff.c */
 
 /* POST /session with a .tar.gz body (routes_files.c; called by
  * api_session_create when Content-Type is application/gzip). */

@@ -65,6 +65,7 @@ static const struct api_route api_routes[] = {
     { "POST",   "/job",             1 | API_IDEMPOTENT, api_job_create },
     { "GET",    "/job/status",      1, api_job_status },
     { "GET",    "/job/events",      1, api_job_events },
+    { "GET",    "/job/diff",        1, api_job_diff },
     { "POST",   "/job/cancel",      1, api_job_cancel },
     { "GET",    "/download",        1, api_download },
     { "GET",    "/download/archive", 1, api_download_archive },

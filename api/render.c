@@ -70,6 +70,24 @@ static cJSON *render_files(const struct store_file *files, size_t n, const char 
     return arr;
 }
 
+/* Adds change to each entry of arr (render_files of the same files):
+ * added | modified | unchanged, null when not known (a job recorded
+ * before migration 012, or files edited with PUT/DELETE /session/files). */
+static cJSON *render_file_changes(cJSON *arr, const char *const *change, size_t n)
+{
+    cJSON *f = arr ? arr->child : NULL;
+    for (size_t i = 0; i < n && f != NULL; i++, f = f->next)
+        json_add_str_or_null(f, "change", change != NULL ? change[i] : NULL);
+    return arr;
+}
+
+/* deleted_files: the stored JSON array, null when not known. */
+static cJSON *render_deleted(const struct store_job *j)
+{
+    cJSON *d = j->has_outputs && j->deleted_files ? cJSON_Parse(j->deleted_files) : NULL;
+    return cJSON_IsArray(d) ? d : (cJSON_Delete(d), cJSON_CreateNull());
+}
+
 cJSON *render_session_created(const struct store_session *s, const struct store_file *files,
                               size_t nfiles)
 {
@@ -129,6 +147,9 @@ cJSON *render_job(const struct store_job *j)
                           j->has_outputs ? render_files(j->outputs.v, j->outputs.n,
                                                         j->session_id, j->id)
                                          : cJSON_CreateNull());
+    render_file_changes(cJSON_GetObjectItemCaseSensitive(o, "output_files"),
+                        j->outputs.change, j->outputs.n);
+    cJSON_AddItemToObject(o, "deleted_files", render_deleted(j));
     if (j->has_exit_code)
         cJSON_AddNumberToObject(o, "exit_code", (double)j->exit_code);
     else
@@ -146,7 +167,9 @@ cJSON *render_results(const char *session_id, const struct store_results *r)
     cJSON_AddStringToObject(o, "session_id", session_id);
     json_add_str_or_null(o, "latest_job_id", r->latest_job_id);
     cJSON_AddItemToObject(o, "output_files",
-                          render_files(r->files.v, r->files.n, session_id, NULL));
+                          render_file_changes(render_files(r->files.v, r->files.n,
+                                                           session_id, NULL),
+                                              r->files.change, r->files.n));
     json_add_str_or_null(o, "result", r->result);
     cJSON_AddItemToObject(o, "result_json", render_stored_json(r->result_json));
     return o;

@@ -72,6 +72,10 @@ static int job_check(struct api_req *r, const cJSON *req, struct store_new_job *
     int status = job_check_webhook(r, req, j);
     if (status != 0)
         return status;
+    const cJSON *fresh = cJSON_GetObjectItemCaseSensitive(req, "fresh");
+    if (fresh != NULL && !cJSON_IsNull(fresh) && !cJSON_IsBool(fresh))
+        return api_fail(r, ERR_VALIDATION, "fresh: must be true or false");
+    j->fresh = cJSON_IsTrue(fresh);
     j->prompt = prompt->valuestring;
     j->model = cJSON_IsString(model) ? model->valuestring : cfg->default_model;
     return 0;

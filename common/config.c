@@ -489,6 +489,11 @@ static const char *const cfg_sandbox_names[] = {
     [CFG_SANDBOX_BWRAP] = "bwrap", [CFG_SANDBOX_NONE] = "none", NULL,
 };
 
+static const char *const cfg_egress_names[] = {
+    [CFG_EGRESS_NONE] = "none", [CFG_EGRESS_OPEN] = "open",
+    [CFG_EGRESS_ALLOWLIST] = "allowlist", NULL,
+};
+
 static const struct cfg_var cfg_vars[] = {
     /* ---- shared ---- */
     { .name = "ENV_FILE", .type = CFG_PATH, .roles = CFG_ALL, .section = CFG_SEC_SHARED,
@@ -673,6 +678,20 @@ static const struct cfg_var cfg_vars[] = {
       .section = CFG_SEC_WORKER, .field = CFG_FIELD(bwrap_bin), .def = "/usr/bin/bwrap",
       .hook = cfg_hook_bwrap_bin,
       .doc = "bubblewrap executable" },
+    /* The agent's network (worker/gateway.h): its own namespace with
+     * loopback only, where the job's gateway is its way to the providers. */
+    { .name = "AGENT_EGRESS", .type = CFG_ENUM, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(egress), .def = "none",
+      .choices = cfg_egress_names,
+      .doc = "the agent's network: `none` (loopback only; providers through the job's "
+             "gateway), `allowlist` (`none` plus a proxy to `AGENT_EGRESS_ALLOW`) or `open` "
+             "(the host's network, opt-in)" },
+    { .name = "AGENT_EGRESS_ALLOW", .type = CFG_STR, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(egress_allow),
+      .doc = "with `AGENT_EGRESS=allowlist`: the hosts the agent may reach through its "
+             "proxy, comma-separated `name`, `*.suffix` or `address`, each with an optional "
+             "`:port` (default 80 and 443); loopback, link-local and private addresses only "
+             "when listed as an address" },
     /* opencode's event stream kept per job in the database (its tail). */
     { .name = "MAX_STDOUT_BYTES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
       .section = CFG_SEC_WORKER, .field = CFG_FIELD(max_stdout_bytes), .def = "1048576",
@@ -737,6 +756,11 @@ static const struct cfg_var cfg_vars[] = {
       .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_output_bytes),
       .def = "1073741824", .note = "1 GiB", .min = 1, .max = 1L << 50,
       .doc = "bytes a job may leave as its outputs" },
+    { .name = "JOB_MAX_DIFF_BYTES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(job_max_diff_bytes),
+      .def = "8388608", .note = "8 MiB", .min = 1024, .max = 1L << 30,
+      .doc = "bytes of a job's unified diff kept for `GET /job/diff` (longer: cut at a "
+             "line end, with a trailer line saying so)" },
 
     /* ---- janitor ---- */
     { .name = "JANITOR_INTERVAL_S", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
@@ -761,6 +785,12 @@ static const struct cfg_var cfg_vars[] = {
       .min = 1, .max = 24L * 3600,
       .doc = "first wait before a folder that failed to go is tried again (doubles, up "
              "to a day)" },
+    /* Removing a folder is mostly unlink()/rmdir() in the kernel: a few
+     * threads keep the disk busier than one. */
+    { .name = "JANITOR_REMOVE_THREADS", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
+      .section = CFG_SEC_JANITOR, .field = CFG_FIELD(janitor_remove_threads), .def = "4",
+      .min = 1, .max = 64,
+      .doc = "threads that remove one batch of ended sessions' folders together" },
     { .name = "JANITOR_BATCH", .type = CFG_INT, .roles = CFG_ROLE_JANITOR,
       .section = CFG_SEC_JANITOR, .field = CFG_FIELD(janitor_batch), .def = "500",
       .min = 1, .max = 100000,

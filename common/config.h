@@ -37,6 +37,12 @@ enum cfg_sandbox {
     CFG_SANDBOX_NONE,            /* explicit opt-out: AGENT_SANDBOX=none */
 };
 
+enum cfg_egress {
+    CFG_EGRESS_NONE,             /* AGENT_EGRESS=none: loopback only, the gateway */
+    CFG_EGRESS_OPEN,             /* AGENT_EGRESS=open: the host's network (opt-in) */
+    CFG_EGRESS_ALLOWLIST,        /* AGENT_EGRESS=allowlist: none + the job's proxy */
+};
+
 #define CFG_MAX_AGENT_ENV 64
 
 struct cfg {
@@ -82,6 +88,8 @@ struct cfg {
     char  *opencode_bin;         /* OPENCODE_BIN: resolved absolute path */
     char  *agent_config_json;    /* contents of AGENT_CONFIG_FILE, or NULL */
     enum cfg_sandbox sandbox;    /* AGENT_SANDBOX */
+    enum cfg_egress egress;      /* AGENT_EGRESS */
+    char  *egress_allow;         /* AGENT_EGRESS_ALLOW: host[:port],... or NULL */
     char  *bwrap_bin;            /* BWRAP_BIN */
     char  *agent_env[CFG_MAX_AGENT_ENV]; /* AGENT_ENV: names passed through */
     size_t agent_env_count;
@@ -103,12 +111,14 @@ struct cfg {
     char  *cgroup_root;          /* CGROUP_ROOT: delegated cgroup v2 folder, or NULL */
     long   job_max_output_files; /* JOB_MAX_OUTPUT_FILES */
     long   job_max_output_bytes; /* JOB_MAX_OUTPUT_BYTES */
+    long   job_max_diff_bytes;   /* JOB_MAX_DIFF_BYTES: a job's stored diff */
 
     /* janitor */
     long   janitor_interval_s;   /* JANITOR_INTERVAL_S */
     long   job_retention_s;      /* JOB_RETENTION_S */
     long   job_republish_s;      /* JOB_REPUBLISH_S */
     long   janitor_retry_s;      /* JANITOR_RETRY_S: first backoff of a folder that failed to go */
+    long   janitor_remove_threads; /* JANITOR_REMOVE_THREADS */
     long   janitor_batch;        /* JANITOR_BATCH: rows per bulk statement */
     long   janitor_budget_s;     /* JANITOR_BUDGET_S: time one pass may take */
     long   session_keep_jobs;    /* SESSION_KEEP_JOBS: job workspaces kept per live session */

@@ -46,6 +46,7 @@ int layout_files_dir(const char *data_dir, const char *session, const char *job,
 int layout_attempt(const char *data_dir, const char *session, const char *job,
                    const char *token, const char *base_job, struct layout_attempt *a)
 {
+    a->conv_from[0] = '\0';
     if (LAYOUT_SET(dir, "%s/sessions/%s/attempts/%s-%s", data_dir, session, job, token) ||
         LAYOUT_SET(work, "%s/work", a->dir) ||
         LAYOUT_SET(run, "%s/run", a->dir) ||
@@ -57,9 +58,23 @@ int layout_attempt(const char *data_dir, const char *session, const char *job,
         LAYOUT_SET(published, "%s/%s", a->jobs, job) ||
         LAYOUT_SET(trash, "%s/sessions/%s/trash", data_dir, session) ||
         layout_env_file(data_dir, session, a->env_file, sizeof(a->env_file)) ||
+        LAYOUT_SET(conv_stage, "%s/conversation", a->dir) ||
+        LAYOUT_SET(conversations, "%s/sessions/%s/conversations", data_dir, session) ||
+        LAYOUT_SET(conv_published, "%s/%s", a->conversations, job) ||
         layout_files_dir(data_dir, session, base_job, a->base, sizeof(a->base)))
         return -ENAMETOOLONG;
     return 0;
+}
+
+int layout_attempt_conversation(const char *data_dir, const char *session,
+                                const char *conv_job, struct layout_attempt *a)
+{
+    if (conv_job == NULL || conv_job[0] == '\0') {
+        a->conv_from[0] = '\0';
+        return 0;
+    }
+    return LAYOUT_SET(conv_from, "%s/sessions/%s/conversations/%s", data_dir, session,
+                      conv_job);
 }
 
 int layout_trash_entry(const struct layout_attempt *a, const char *job, char *buf,

@@ -14,6 +14,10 @@
  *                                             published, displaced by the
  *                                             live one, awaiting removal
  *   DATA_DIR/sessions/<session>/env.json      per-session variables (0600)
+ *   DATA_DIR/sessions/<session>/conversations/<job>/
+ *                                             the agent's conversation as that
+ *                                             succeeded job left it (worker/
+ *                                             conversation.h); never served
  *
  * Every attempt of a job has folders of its own, keyed by its lease token,
  * so an attempt whose lease was lost (its worker cut off, then back) can
@@ -56,12 +60,22 @@ struct layout_attempt {
     char published[LAYOUT_PATH_MAX];  /* jobs/<job>: where work goes on success */
     char trash[LAYOUT_PATH_MAX];      /* sessions/<session>/trash */
     char env_file[LAYOUT_PATH_MAX];   /* the session's variables */
+    /* Conversations (worker/conversation.h) */
+    char conv_from[LAYOUT_PATH_MAX];  /* conversations/<job> to continue, or "" */
+    char conv_stage[LAYOUT_PATH_MAX]; /* attempts/<job>-<token>/conversation */
+    char conversations[LAYOUT_PATH_MAX]; /* sessions/<session>/conversations */
+    char conv_published[LAYOUT_PATH_MAX]; /* conversations/<job>: on success */
 };
 
 /* Fills *a for attempt token of job in session, starting from the files of
  * base_job ("" = the input files). */
 int layout_attempt(const char *data_dir, const char *session, const char *job,
                    const char *token, const char *base_job, struct layout_attempt *a);
+
+/* Sets a->conv_from to the conversation of conv_job in session ("" or
+ * NULL: none, a->conv_from becomes ""). */
+int layout_attempt_conversation(const char *data_dir, const char *session,
+                                const char *conv_job, struct layout_attempt *a);
 
 /* A fresh name under trash (for a displaced folder): trash/<job>-<random>. */
 int layout_trash_entry(const struct layout_attempt *a, const char *job, char *buf,

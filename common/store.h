@@ -53,6 +53,9 @@ struct store_files {
     struct store_file *v;
     size_t             n;
     struct pg_result  *res;
+    const char       **change;  /* job outputs (store_job_files): v[i]'s change,
+                                 * added | modified | unchanged, NULL entries:
+                                 * not known; NULL: none (other lists) */
 };
 void store_files_free(struct store_files *f);
 
@@ -144,6 +147,7 @@ struct store_new_job {
     const char *model;
     long        timeout_s;
     const char *webhook_url;    /* NULL: the key's default webhook URL, if any */
+    int         fresh;          /* 1: start a new conversation (migration 013) */
 };
 
 /*
@@ -171,6 +175,8 @@ struct store_job {
     int64_t     finished_usec;       /* 0: not finished */
     int64_t     cancel_requested_usec; /* 0: no cancel asked */
     int         has_outputs;         /* 0: output_files is null (never ran to an outcome) */
+    const char *deleted_files;       /* JSON array text of the deleted paths, or NULL
+                                      * (no outputs, or recorded before migration 012) */
     struct store_files outputs;
     int         has_exit_code;
     int         exit_code;
@@ -202,6 +208,10 @@ struct store_claim {
     char  session_id[ID_HEX_LEN + 1];
     char  lease_token[ID_HEX_LEN + 1];
     char  base_job_id[ID_HEX_LEN + 1];   /* "" = start from the input files */
+    char  conv_job_id[ID_HEX_LEN + 1];   /* the session's conversation: the
+                                            latest succeeded job's; "" = none */
+    int   fresh;                         /* POST /job "fresh": true: do not
+                                            continue it (migration 013) */
     char  model[256];
     char *prompt;                        /* malloc'd; store_claim_free() */
     long  timeout_s;
@@ -239,6 +249,10 @@ struct store_outcome {
     double       cost_usd;
     const struct store_file *files;   /* output manifest */
     size_t       nfiles;
+    int          has_changes;    /* changes and deleted are known */
+    const char *const *changes;  /* files[i]'s change: added | modified | unchanged */
+    const char *const *deleted;  /* paths the job started from that are gone */
+    size_t       ndeleted;
 };
 
 /*
@@ -705,5 +719,31 @@ int store_files_edit_end(struct db *db, int commit);
  * store_session_results. */
 int store_files_edited_results(struct db *db, const char *session_id, const char *key_id,
                                struct store_results *out);
+
+/* ---- Job diffs (store_diff.c) ------------------------------------------- */
+
+/* Stores job_id's diff (len bytes, any bytes; size: what git wrote,
+ * truncated: cut at the cap), fenced by the attempt's lease token: a
+ * stale attempt stores nothing (STORE_NOT_FOUND). Replaces an earlier
+ * attempt's row. */
+int store_diff_put(struct db *db, const char *job_id, const char *token, const char *diff,
+                   size_t len, int64_t size, int truncated);
+
+/* A job's diff for GET /job/diff: the job must be owned by key_id
+ * (else STORE_NOT_FOUND). *status gets the job's status (a view into
+ * out->res); *found 0 when no diff is stored (still running, no outputs,
+ * or recorded before migration 012). data is malloc'd (len bytes). */
+struct store_diff {
+    const char *status;
+    int         found;
+    char       *data;
+    size_t      len;
+    int         truncated;
+    int64_t     size_bytes;
+    struct pg_result *res;
+};
+int store_diff_get(struct db *db, const char *job_id, const char *key_id,
+                   struct store_diff *out);
+void store_diff_free(struct store_diff *d);
 
 #endif

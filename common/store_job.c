@@ -28,11 +28,12 @@ DB_STMT(st_job_create_lock, "job.create.lock", 2,
 DB_STMT(st_job_create_busy, "job.create.busy", 1,
     "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1"
     "               AND status IN ('queued', 'running')) AS busy");
-/* webhook_url ($6): the request's, else the key's default (migration 009). */
-DB_STMT(st_job_create_insert, "job.create.insert", 6,
-    "INSERT INTO jobs (id, session_id, prompt, model, timeout_s, webhook_url)"
+/* webhook_url ($6): the request's, else the key's default (migration 009);
+ * fresh ($7): migration 013. */
+DB_STMT(st_job_create_insert, "job.create.insert", 7,
+    "INSERT INTO jobs (id, session_id, prompt, model, timeout_s, webhook_url, fresh)"
     " VALUES ($1, $2, $3, $4, $5, coalesce($6, (SELECT k.webhook_url FROM sessions s"
-    " JOIN api_keys k ON k.id = s.api_key_id WHERE s.id = $2)))"
+    " JOIN api_keys k ON k.id = s.api_key_id WHERE s.id = $2)), $7::boolean)"
     " RETURNING " STORE_USEC("created_at") " AS created");
 DB_STMT(st_job_create_extend, "job.create.extend", 1,
     "UPDATE sessions SET expires_at = greatest(expires_at,"
@@ -49,11 +50,12 @@ DB_STMT(st_job_get, "job.get", 2,
     " " STORE_USEC("j.started_at") " AS started,"
     " " STORE_USEC("j.finished_at") " AS finished,"
     " " STORE_USEC("j.cancel_requested_at") " AS cancel_requested,"
-    " j.has_outputs "
+    " j.has_outputs, array_to_json(j.deleted_files)::text AS deleted_files "
     "FROM jobs j JOIN sessions s ON s.id = j.session_id "
     "WHERE j.id = $1 AND s.api_key_id = $2");
 DB_STMT(st_job_files, "job.files", 1,
-    "SELECT path, size_bytes, sha256, mode FROM job_files WHERE job_id = $1 ORDER BY path");
+    "SELECT path, size_bytes, sha256, mode, change FROM job_files WHERE job_id = $1"
+    " ORDER BY path");
 /* A job's own outputs exist once a worker recorded it (has_outputs),
  * until the janitor prunes them (outputs_pruned_at). */
 DB_STMT(st_job_folder, "job.folder", 3,
@@ -104,7 +106,12 @@ DB_STMT(st_job_claim, "job.claim", 4,
     " started_at = coalesce(j.started_at, now()) "
     "FROM c, sessions s WHERE j.id = c.id AND s.id = j.session_id "
     "RETURNING j.id, j.session_id, j.prompt, j.model, j.timeout_s, j.attempt,"
-    " coalesce(s.current_job_id, '') AS base");
+    " coalesce(s.current_job_id, '') AS base, j.fresh,"
+    /* The conversation to continue (migration 013): the latest succeeded
+     * job's, whatever became of the files since. */
+    " coalesce((SELECT p.id FROM jobs p"
+    "  WHERE p.session_id = j.session_id AND p.status = 'succeeded'"
+    "  ORDER BY p.seq DESC LIMIT 1), '') AS conv_base");
 DB_STMT(st_job_renew, "job.renew", 3,
     "UPDATE jobs SET lease_expires_at = now() + $3::int * interval '1 second' "
     "WHERE id = $1 AND lease_token = $2 AND status = 'running'"
@@ -118,11 +125,15 @@ DB_STMT(st_job_finish_update, "job.finish.update", 15,
     " cost_usd = $14::float8, error_code = $15, finished_at = now(), has_outputs = true,"
     " lease_token = NULL, lease_expires_at = NULL "
     "WHERE id = $1 AND lease_token = $2 AND status = 'running'");
-DB_STMT(st_job_finish_files, "job.finish.files", 5,
-    "INSERT INTO job_files (job_id, path, size_bytes, sha256, mode)"
-    " SELECT $1, u.path, u.size_bytes, u.sha256, u.mode"
-    " FROM unnest($2::text[], $3::bigint[], $4::text[], $5::int[])"
-    " AS u(path, size_bytes, sha256, mode)");
+DB_STMT(st_job_finish_files, "job.finish.files", 6,
+    "INSERT INTO job_files (job_id, path, size_bytes, sha256, mode, change)"
+    " SELECT $1, u.path, u.size_bytes, u.sha256, u.mode, u.change"
+    " FROM unnest($2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[])"
+    " AS u(path, size_bytes, sha256, mode, change)");
+/* What the agent deleted (migration 012): only when the worker knew the
+ * files the job started from; else the column stays NULL. */
+DB_STMT(st_job_finish_deleted, "job.finish.deleted", 2,
+    "UPDATE jobs SET deleted_files = $2::text[] WHERE id = $1");
 DB_STMT(st_job_finish_session, "job.finish.session", 3,
     "UPDATE sessions SET current_job_id = CASE WHEN $3 = 'succeeded' THEN $2"
     " ELSE current_job_id END,"
@@ -150,11 +161,13 @@ int store_job_files(struct db *db, const char *job_id, struct store_files *out)
     out->res = res;
     out->n = (size_t)db_rows(res);
     out->v = xcalloc(out->n, sizeof(*out->v));
+    out->change = xcalloc(out->n + 1, sizeof(*out->change));
     for (int i = 0; i < (int)out->n; i++) {
         out->v[i].path = db_get(res, i, "path");
         out->v[i].size_bytes = db_get_ll(res, i, "size_bytes");
         out->v[i].sha256 = db_get(res, i, "sha256");
         out->v[i].mode = (unsigned)db_get_ll(res, i, "mode");
+        out->change[i] = db_get(res, i, "change");
     }
     return STORE_OK;
 }
@@ -162,6 +175,7 @@ int store_job_files(struct db *db, const char *job_id, struct store_files *out)
 void store_files_free(struct store_files *f)
 {
     db_clear(f->res);
+    free(f->change);
     free(f->v);
     memset(f, 0, sizeof(*f));
 }
@@ -194,7 +208,7 @@ int store_job_create(struct db *db, const struct store_new_job *j, int64_t *crea
     db_clear(res);
 
     const char *pj[] = { j->job_id, j->session_id, j->prompt, j->model, timeout,
-                         j->webhook_url };
+                         j->webhook_url, j->fresh ? "true" : "false" };
     res = db_run(db, &st_job_create_insert, pj, &rc);
     if (res == NULL)
         goto end;
@@ -225,6 +239,7 @@ static void store_fill_job(struct pg_result *res, struct store_job *out)
     out->started_usec = db_get_ll(res, 0, "started");
     out->finished_usec = db_get_ll(res, 0, "finished");
     out->has_outputs = db_get_bool(res, 0, "has_outputs");
+    out->deleted_files = out->has_outputs ? db_get(res, 0, "deleted_files") : NULL;
     out->cancel_requested_usec = db_get_ll(res, 0, "cancel_requested");
     out->has_exit_code = db_get(res, 0, "exit_code") != NULL;
     out->exit_code = (int)db_get_ll(res, 0, "exit_code");
@@ -337,6 +352,8 @@ static void store_fill_claim(struct pg_result *res, struct store_claim *out)
     store_copy(out->session_id, sizeof(out->session_id), res, 0, "session_id");
     store_copy(out->model, sizeof(out->model), res, 0, "model");
     store_copy(out->base_job_id, sizeof(out->base_job_id), res, 0, "base");
+    store_copy(out->conv_job_id, sizeof(out->conv_job_id), res, 0, "conv_base");
+    out->fresh = db_get_bool(res, 0, "fresh");
     const char *prompt = db_get(res, 0, "prompt");
     out->prompt = xstrdup(prompt ? prompt : "");
     out->timeout_s = (long)db_get_ll(res, 0, "timeout_s");
@@ -430,18 +447,47 @@ static long store_finish_update(struct db *db, const struct store_claim *c,
     return db_run_exec(db, &st_job_finish_update, p);
 }
 
-/* The output manifest rows, as four parallel arrays. */
+/* A text[] literal of the n strings v (NULL entries, or all when v is
+ * NULL: SQL NULL). Free with free(). */
+static char *store_finish_strings(const char *const *v, size_t n)
+{
+    struct store_buf b = { NULL, 0, 0 };
+    store_buf_add(&b, "{", 1);
+    for (size_t i = 0; i < n; i++)
+        store_array_add_text(&b, i, v != NULL ? v[i] : NULL);
+    store_buf_add(&b, "}", 1);
+    return b.p;
+}
+
+/* jobs.deleted_files, when the changes are known. */
+static int store_finish_deleted(struct db *db, const struct store_claim *c,
+                                const struct store_outcome *o, int *rc)
+{
+    if (!o->has_changes)
+        return 0;
+    char *deleted = store_finish_strings(o->deleted, o->ndeleted);
+    const char *p[] = { c->job_id, deleted };
+    int r = store_step(db, &st_job_finish_deleted, p, rc);
+    free(deleted);
+    return r;
+}
+
+/* The output manifest rows, as five parallel arrays. */
 static int store_finish_files(struct db *db, const struct store_claim *c,
                               const struct store_outcome *o, int *rc)
 {
+    if (store_finish_deleted(db, c, o, rc))
+        return -1;
     if (o->nfiles == 0)
         return 0;
     char *paths = store_text_array(o->files, o->nfiles, 0);
     char *sizes = store_bigint_array(o->files, o->nfiles);
     char *shas = store_text_array(o->files, o->nfiles, 1);
     char *modes = store_mode_array(o->files, o->nfiles);
-    const char *p[] = { c->job_id, paths, sizes, shas, modes };
+    char *changes = store_finish_strings(o->has_changes ? o->changes : NULL, o->nfiles);
+    const char *p[] = { c->job_id, paths, sizes, shas, modes, changes };
     int r = store_step(db, &st_job_finish_files, p, rc);
+    free(changes);
     free(modes);
     free(paths);
     free(sizes);

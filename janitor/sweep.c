@@ -1,4 +1,7 @@
 /* sweep.c - one janitor pass (see janitor.h). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +71,41 @@ static void sweep_jobs_and_expiry(struct sweep *s)
     } while (sweep_again(s, rc, a));
 }
 
+/* The folders of a batch, removed by JANITOR_REMOVE_THREADS threads that
+ * take the next index in turn; err[i] gets fs_rm_rf()'s result. */
+struct sweep_rm {
+    const char *data_dir;
+    char (*ids)[ID_HEX_LEN + 1];
+    int        *err;
+    long        n;
+    atomic_long next;
+};
+
+static void *sweep_rm_main(void *arg)
+{
+    struct sweep_rm *rm = arg;
+    for (long i; (i = atomic_fetch_add(&rm->next, 1)) < rm->n;) {
+        char dir[LAYOUT_PATH_MAX];
+        rm->err[i] = layout_session_dir(rm->data_dir, rm->ids[i], dir, sizeof(dir)) != 0
+                         ? -ENAMETOOLONG : fs_rm_rf(dir);
+    }
+    return NULL;
+}
+
+static void sweep_rm_all(struct sweep *s, char (*ids)[ID_HEX_LEN + 1], long n, int *err)
+{
+    struct sweep_rm rm = { s->cfg->data_dir, ids, err, n, 0 };
+    pthread_t t[64];
+    long want = s->cfg->janitor_remove_threads < n ? s->cfg->janitor_remove_threads : n;
+    long started = 0;
+    while (started < want && started < 64 &&
+           pthread_create(&t[started], NULL, sweep_rm_main, &rm) == 0)
+        started++;
+    sweep_rm_main(&rm);          /* this thread helps, and finishes alone if none started */
+    for (long i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+}
+
 /* Removes the folders of one batch of ended sessions, oldest first, and
  * records those gone in one statement. A folder that fails to go is
  * logged with its error and backed off (JANITOR_RETRY_S, doubled per
@@ -78,13 +116,12 @@ static int sweep_remove_batch(struct sweep *s, char (*ids)[ID_HEX_LEN + 1], long
     long n = 0, gone = 0, marked = 0;
     int rc = store_sessions_to_remove(s->db, s->batch, ids, &n);
     *got = n;
-    if (rc != STORE_OK)
+    if (rc != STORE_OK || n == 0)
         return rc;
+    int *err = xcalloc((size_t)n, sizeof(*err));
+    sweep_rm_all(s, ids, n, err);
     for (long i = 0; i < n; i++) {
-        char dir[LAYOUT_PATH_MAX];
-        if (layout_session_dir(s->cfg->data_dir, ids[i], dir, sizeof(dir)) != 0)
-            continue;
-        int e = fs_rm_rf(dir);
+        int e = err[i];
         if (e != 0) {
             long failures = 0, retry_in = 0;
             store_session_remove_failed(s->db, ids[i], s->cfg->janitor_retry_s, &failures,
@@ -99,6 +136,7 @@ static int sweep_remove_batch(struct sweep *s, char (*ids)[ID_HEX_LEN + 1], long
             memcpy(ids[gone], ids[i], sizeof(ids[0]));
         gone++;
     }
+    free(err);
     rc = store_sessions_files_removed(s->db, ids, gone, &marked);
     s->c.removed += marked;
     return rc;

@@ -29,6 +29,9 @@ REQUIRED=(
     libarchive-dev
     postgresql postgresql-contrib rabbitmq-server
     bubblewrap python3 curl ca-certificates
+    # The bridge from the sandbox's loopback to its job's gateway socket
+    # (worker/gateway.h).
+    socat
     # Browser tests (tests/e2e/test_cors_browser.py) run headless Chromium
     # inside a network namespace (iproute2: ip netns).
     chromium iproute2

@@ -4,6 +4,9 @@
 # example 2 names openai/gpt-4) and "scripted" all point at the scripted
 # model server (tests/fakemodel/fake_model.py) through the
 # OpenAI-compatible adapter. Used by scripts/run.sh and the tests.
+# The worker hands the agent a copy pointed at the job's provider gateway
+# (worker/gateway.h), which forwards to BASE_URL like to any provider: so
+# offline mode and every test go through the gateway.
 #
 # Usage: scripts/offline-agent-config.sh BASE_URL   (e.g. http://127.0.0.1:PORT/v1)
 #

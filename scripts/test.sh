@@ -9,6 +9,8 @@
 #   3. ctest in build/ (all but the tests labelled "agent", which run the
 #      real opencode), then everything in build-asan/ with leak detection on
 #   4. unless --quick: tests/fuzz/run.sh (clang + libFuzzer, in build-fuzz/)
+#   5. every response the e2e tests received (recorded by the harness in
+#      OC_RECORD_RESPONSES) checked against api/openapi.json
 # The stack is always stopped at the end. Exits non-zero if any pass failed.
 #
 # Usage: scripts/test.sh [--quick] [CTEST_ARGS...]
@@ -80,6 +82,12 @@ run_ctest() {
     fi
 }
 
+# Every response the e2e tests get through the harness is recorded, and
+# checked against api/openapi.json once every pass ran (below), so the
+# document cannot drift from what the api answers.
+export OC_RECORD_RESPONSES="$STACK_DIR/responses.jsonl"
+rm -f "$OC_RECORD_RESPONSES"
+
 # The tests that run the real agent take most of the time; they run once,
 # in the sanitizer build (the same code, instrumented), unless --quick
 # skips that build: then they run here.
@@ -95,6 +103,13 @@ if ((!quick)); then
     run_ctest build-asan
     log "fuzzing (tests/fuzz/run.sh, ${FUZZ_SECONDS:-30}s per fuzzer)"
     tests/fuzz/run.sh || failed+=("tests/fuzz/run.sh")
+fi
+if [[ -s "$OC_RECORD_RESPONSES" ]]; then
+    log "checking $(wc -l <"$OC_RECORD_RESPONSES") recorded responses against api/openapi.json"
+    "$STACK_SH" start >/dev/null
+    OC_BUILD_DIR="$ROOT/build" OC_SOURCE_DIR="$ROOT" \
+        python3 tests/e2e/test_openapi.py Live.test_6_recorded_responses ||
+        failed+=("recorded responses")
 fi
 
 if ((${#failed[@]} > 0)); then

@@ -7,6 +7,7 @@
  * functions until execve(). No malloc, no stdio, no logging in the child.
  */
 #include "agent.h"
+#include "gateway.h"
 
 #include "log.h"
 #include "sandbox.h"
@@ -260,6 +261,30 @@ static int agent_push_limits(const struct agent_limits *l, struct agent_argv *a)
     return rc;
 }
 
+/* The end of bwrap's options ("--"), and with a gateway socket its bind
+ * and the bridge: a shell starts socat (TCP on the sandbox's loopback ->
+ * the socket), waits until it listens, then execs opencode ("$@"). */
+static int agent_push_bridge(const struct agent_spec *spec, const struct sandbox_stage *stage,
+                             struct agent_argv *a)
+{
+    static const char script[] =
+        "/usr/bin/socat TCP-LISTEN:" GATEWAY_BRIDGE_PORT_STR
+        ",bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:" GATEWAY_SANDBOX_SOCK " & "
+        "i=0; while [ $i -lt 500 ] && ! grep -qi ':" GATEWAY_BRIDGE_PORT_HEX " ' /proc/net/tcp; "
+        "do sleep 0.01; i=$((i+1)); done; exec \"$@\"";
+    if (spec->gateway_sock == NULL)
+        return agent_argv_push(a, "--");
+    int rc = agent_argv_push3(a, "--bind", spec->drop ? stage->gw : spec->gateway_sock,
+                              GATEWAY_SANDBOX_SOCK);
+    if (rc == 0)
+        rc = agent_argv_push3(a, "--", "/bin/sh", "-c");
+    if (rc == 0)
+        rc = agent_argv_push(a, script);
+    if (rc == 0)
+        rc = agent_argv_push(a, "oc-bridge");
+    return rc;
+}
+
 static int agent_build_bwrap_argv(const struct agent_spec *spec,
                                   const struct sandbox_stage *stage, struct agent_argv *a)
 {
@@ -275,7 +300,7 @@ static int agent_build_bwrap_argv(const struct agent_spec *spec,
      *   reads from fd AGENT_ARGS_FD (--args), see agent_env_args_fd().
      * With spec->drop the sources are the stage paths (sandbox.h). */
     static const char *const head[] = {
-        "bwrap", "--die-with-parent", "--unshare-all", "--share-net",
+        "bwrap", "--die-with-parent", "--unshare-all",
         "--new-session", "--cap-drop", "ALL", "--clearenv",
         "--ro-bind", "/usr", "/usr",
     };
@@ -283,6 +308,8 @@ static int agent_build_bwrap_argv(const struct agent_spec *spec,
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof(head) / sizeof(head[0]); i++)
         rc = agent_argv_push(a, head[i]);
+    if (rc == 0 && spec->share_net)
+        rc = agent_argv_push(a, "--share-net");
     if (rc == 0)
         rc = agent_push_root_links(a);
     for (size_t i = 0; rc == 0 && i < sizeof(agent_etc_binds) / sizeof(agent_etc_binds[0]); i++)
@@ -308,11 +335,15 @@ static int agent_build_bwrap_argv(const struct agent_spec *spec,
     if (rc == 0)
         rc = agent_argv_push3(a, "--args", AGENT_ARGS_FD_STR, NULL);
     if (rc == 0)
-        rc = agent_argv_push3(a, "--", AGENT_SB_BIN, "run");
+        rc = agent_push_bridge(spec, stage, a);
+    if (rc == 0)
+        rc = agent_argv_push3(a, AGENT_SB_BIN, "run", NULL);
     if (rc == 0)
         rc = agent_argv_push3(a, "-m", spec->model, NULL);
     if (rc == 0)
         rc = agent_argv_push3(a, "--format", "json", NULL);
+    if (rc == 0 && spec->session != NULL)   /* the conversation (conversation.h) */
+        rc = agent_argv_push3(a, "--session", spec->session, NULL);
     if (rc == 0)
         rc = agent_argv_push3(a, AGENT_LOG_ARGS);
     return rc;
@@ -726,6 +757,7 @@ static void agent_confinement(const struct agent_spec *spec, const struct agent_
     sb->work = spec->workspace;
     sb->home = spec->home;
     sb->bin = spec->opencode_bin;
+    sb->gw = spec->bwrap_bin != NULL ? spec->gateway_sock : NULL;
     sb->at = f->stage;
     sandbox_stage_opts(sb, l != NULL && l->tmp_mb > 0 ? l->tmp_mb : 64);
     sb->cgroup = f->keep[AGENT_KEEP_CGROUP] >= 0;

@@ -14,7 +14,9 @@
  * worker dies (PR_SET_PDEATHSIG, and bwrap's --die-with-parent), so a
  * killed worker leaves no agent behind.
  *
- * The sandbox (bwrap 0.8 on Debian 12): --unshare-all --share-net
+ * The sandbox (bwrap 0.8 on Debian 12): --unshare-all (--share-net only
+ * with spec->share_net: otherwise loopback is its only network, and the
+ * job's gateway socket its only way out, see gateway.h)
  * --new-session --cap-drop ALL --clearenv, /usr and the host's /bin, /lib...
  * links read-only, the /etc files DNS and TLS need read-only, its own
  * /proc, /dev and /tmp, the binary at /opt/opencode/bin/opencode,
@@ -68,6 +70,8 @@ struct agent_spec {
                                    entire environment (unsandboxed it must
                                    hold HOME=<home>; sandboxed HOME is
                                    replaced by /home/agent) */
+    const char *session;        /* opencode session to continue (`run --session`,
+                                   sandboxed only: conversation.h), or NULL */
     int timeout_s;              /* wall clock, > 0 */
     int tick_ms;                /* how often tick runs; 0 = 1000 */
     /* The agent's own uid (worker running as root, uid leased by the
@@ -84,6 +88,14 @@ struct agent_spec {
     const struct agent_limits *limits;  /* NULL: none */
     const char *cgroup_procs;   /* a job cgroup's cgroup.procs the agent
                                    moves into before exec (cgroup.h), or NULL */
+    /* Sandboxed only. share_net: the host's network (bwrap --share-net,
+     * AGENT_EGRESS=open); otherwise a network namespace of its own with
+     * loopback only. gateway_sock: the job's gateway socket (gateway.h),
+     * bound at GATEWAY_SANDBOX_SOCK and bridged by socat to
+     * 127.0.0.1:GATEWAY_BRIDGE_PORT inside before opencode starts; NULL:
+     * none. */
+    int share_net;
+    const char *gateway_sock;
 };
 
 enum agent_end {

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "gateway.h"
 #include "worker.h"
 #include "xalloc.h"
 
@@ -41,10 +42,9 @@ static void env_add(struct env_list *e, const char *name, const char *value)
 /* opencode's settings: the operator's provider configuration, with tool
  * permissions granted (the sandbox is the boundary, and in `run` mode a
  * permission that would ask is rejected) and self-updates off. */
-static char *env_opencode_config(const struct cfg *cfg)
+static char *env_opencode_config(const char *config)
 {
-    cJSON *c = cfg->agent_config_json ? cJSON_Parse(cfg->agent_config_json)
-                                      : cJSON_CreateObject();
+    cJSON *c = config ? cJSON_Parse(config) : cJSON_CreateObject();
     if (c == NULL)
         return NULL;
     if (!cJSON_HasObjectItem(c, "permission")) {
@@ -64,7 +64,8 @@ static char *env_opencode_config(const struct cfg *cfg)
 
 /* Adds the session's variables from env_file (written by the api). A
  * missing file means none. Returns 0 or -1. */
-static int env_add_session(struct env_list *e, const char *env_file)
+static int env_add_session(struct env_list *e, const char *env_file,
+                           const struct gw_routes *hide)
 {
     FILE *f = fopen(env_file, "r");
     if (f == NULL)
@@ -86,7 +87,8 @@ static int env_add_session(struct env_list *e, const char *env_file)
         /* The api refused reserved names; check again, the file is on a
          * shared volume. */
         if (cJSON_IsString(v) && cfg_env_name_valid(v->string) &&
-            !cfg_env_name_reserved(v->string))
+            !cfg_env_name_reserved(v->string) &&
+            (hide == NULL || !gateway_env_hidden(hide, v->string)))
             env_add(e, v->string, v->valuestring);
     }
     cJSON_Delete(j);
@@ -94,6 +96,12 @@ static int env_add_session(struct env_list *e, const char *env_file)
 }
 
 char **worker_env_build(const struct cfg *cfg, const char *home, const char *env_file)
+{
+    return worker_env_build_gw(cfg, home, env_file, cfg->agent_config_json, NULL);
+}
+
+char **worker_env_build_gw(const struct cfg *cfg, const char *home, const char *env_file,
+                           const char *agent_config, const struct gw_routes *hide)
 {
     struct env_list e;
     memset(&e, 0, sizeof(e));
@@ -103,7 +111,7 @@ char **worker_env_build(const struct cfg *cfg, const char *home, const char *env
     env_add(&e, "TERM", "dumb");
     env_add(&e, "OPENCODE_DISABLE_MODELS_FETCH", "1");
     env_add(&e, "OPENCODE_DISABLE_AUTOUPDATE", "1");
-    char *oc = env_opencode_config(cfg);
+    char *oc = env_opencode_config(agent_config);
     if (oc == NULL)
         e.failed = 1;
     else
@@ -111,10 +119,10 @@ char **worker_env_build(const struct cfg *cfg, const char *home, const char *env
     free(oc);
     for (size_t i = 0; i < cfg->agent_env_count; i++) {
         const char *v = getenv(cfg->agent_env[i]);
-        if (v != NULL)
+        if (v != NULL && (hide == NULL || !gateway_env_hidden(hide, cfg->agent_env[i])))
             env_add(&e, cfg->agent_env[i], v);
     }
-    if (env_add_session(&e, env_file) != 0)
+    if (env_add_session(&e, env_file, hide) != 0)
         e.failed = 1;
     if (e.failed) {
         for (size_t i = 0; i < e.n; i++)

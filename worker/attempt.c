@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conversation.h"
 #include "fsutil.h"
 
 static int attempt_write_file(const char *path, const char *prompt)
@@ -64,6 +65,29 @@ int attempt_seed_home(const char *home)
     return rc;
 }
 
+int attempt_base_copy(const struct layout_attempt *a, char *buf, size_t len)
+{
+    if (snprintf(buf, len, "%s/base", a->dir) >= (int)len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* A second copy of a.base, the files the attempt starts from, which the
+ * agent never sees: what the job changed is measured against it. */
+static int attempt_keep_base(const struct layout_attempt *a, const struct fs_walk *walk)
+{
+    char base[LAYOUT_PATH_MAX + 16];
+    int rc = attempt_base_copy(a, base, sizeof(base));
+    return rc != 0 ? rc : fs_copy_tree(a->base, base, walk);
+}
+
+/* The session's conversation into the fresh HOME (conversation.h): only
+ * when a->conv_from names one. */
+static int attempt_seed_conversation(const struct layout_attempt *a)
+{
+    return conversation_seed(a);
+}
+
 int attempt_prepare(const struct layout_attempt *a, const char *prompt, int *created)
 {
     return attempt_prepare_walk(a, prompt, NULL, created);
@@ -82,9 +106,13 @@ int attempt_prepare_walk(const struct layout_attempt *a, const char *prompt,
     if (rc == 0)
         rc = fs_copy_tree(a->base, a->work, walk);
     if (rc == 0)
+        rc = attempt_keep_base(a, walk);
+    if (rc == 0)
         rc = fs_mkdir_p(a->home, 0700);
     if (rc == 0)
         rc = attempt_seed_home(a->home);
+    if (rc == 0)
+        rc = attempt_seed_conversation(a);
     if (rc == 0)
         rc = attempt_write_file(a->prompt, prompt);
     return rc;

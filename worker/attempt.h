@@ -26,7 +26,8 @@
 
 /* Creates a.dir, which must not exist (-EEXIST: not ours, left alone;
  * *created stays 0), then a.jobs if missing, a.work as a copy of a.base,
- * a.home (seeded: attempt_seed_home()), and a.prompt holding prompt.
+ * a.home (seeded: attempt_seed_home(), plus the conversation of
+ * a.conv_from when set: conversation.h), and a.prompt holding prompt.
  * *created is set to 1 once a.dir exists: from then on a.dir is the
  * caller's to remove, also on failure.
  * Returns 0 or a negative errno. */
@@ -38,6 +39,11 @@ int attempt_prepare(const struct layout_attempt *a, const char *prompt, int *cre
 struct fs_walk;
 int attempt_prepare_walk(const struct layout_attempt *a, const char *prompt,
                          const struct fs_walk *walk, int *created);
+
+/* The folder holding the attempt's private copy of a.base (a.dir/base),
+ * kept for the job's change list and diff (worker/job_diff.c): never
+ * handed to the agent. Returns 0 or -ENAMETOOLONG. */
+int attempt_base_copy(const struct layout_attempt *a, char *buf, size_t len);
 
 /* Writes into a fresh agent HOME what keeps opencode from installing
  * packages into it on start (attempt.c). Returns 0 or a negative errno. */

@@ -44,6 +44,9 @@ struct job_files {
     struct store_file *v;
     size_t n, cap;
     long skipped;            /* names left out: the API could not serve them */
+    const char **change;     /* job_diff.c: v[i]'s change (static strings) */
+    char **deleted;          /* job_diff.c: paths of the base gone from v */
+    size_t ndeleted;
 };
 
 /* The agent's event file as the run goes (job_live.c). */
@@ -72,6 +75,7 @@ struct job_attempt {
     struct store_outcome o;
     char error[2 * JOB_CAUSE_MAX + 512];
     char trash_entry[LAYOUT_PATH_MAX];   /* "": nothing displaced */
+    char conv_session[128];  /* opencode session to continue (conversation.h), or "" */
 
     /* Containment (job_contain.c) */
     struct uid_lease lease;  /* the agent's own uid; fd -1: worker not root */
@@ -89,6 +93,10 @@ struct job_attempt {
     int aborted;             /* shutdown grace over */
     int64_t lease_ok_ms;     /* monotonic start of the last good renewal (or the claim) */
     int64_t next_renew_ms;
+
+    /* The provider gateway (job_gateway.c, gateway.h) */
+    struct gateway *gw;
+    char *gw_sock;           /* its Unix socket (sandbox without network), or NULL */
 };
 
 /* Renews the lease when a third of it has passed (also from walks over
@@ -123,6 +131,14 @@ void job_contain_end(struct job_attempt *ja);
 void job_contain_spec(struct job_attempt *ja, struct agent_spec *spec,
                       struct agent_limits *limits, char *procs, size_t procs_len);
 
+/* The provider gateway (job_gateway.c): starts the job's gateway and
+ * returns the agent's environment built around it (worker_env_build_gw),
+ * NULL on failure; spec sets the agent's network and socket; end stops
+ * the gateway (idempotent). */
+char **job_gateway_env(struct job_attempt *ja);
+void job_gateway_spec(struct job_attempt *ja, struct agent_spec *spec);
+void job_gateway_end(struct job_attempt *ja);
+
 /* Sets the outcome to failed with code and a formatted error. Returns -1. */
 int job_fail(struct job_attempt *ja, enum joberr code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -131,6 +147,22 @@ int job_fail(struct job_attempt *ja, enum joberr code, const char *fmt, ...)
  * and lists work/ (job_collect.c). */
 void job_collect(struct job_attempt *ja);
 void job_files_free(struct job_files *f);
+
+/*
+ * What changed (job_diff.c), after the outputs were listed: hashes the
+ * attempt's private copy of the files it started from, sets each output's
+ * change and the deleted list into the outcome, and stores the job's
+ * unified diff (git, clean environment), fenced by the lease. A failure
+ * here leaves the changes unknown (null) and never fails the job.
+ */
+void job_diff(struct job_attempt *ja);
+
+/* The pure comparison: sets change[i] (added | modified | unchanged) for
+ * out[i] against base by path, sha256 and mode, and *deleted (malloc'd,
+ * sorted bytewise, *ndeleted entries) to the base paths missing from out. */
+void job_changes_compare(const struct store_file *base, size_t nbase,
+                         const struct store_file *out, size_t nout, const char **change,
+                         char ***deleted, size_t *ndeleted);
 
 /* record: renews the lease, publishes work/ when ja->publish, removes the
  * attempt's folder and records the outcome (job_record.c). */

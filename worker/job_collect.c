@@ -166,6 +166,10 @@ void job_files_free(struct job_files *f)
         free((char *)f->v[i].path);
         free((char *)f->v[i].sha256);
     }
+    for (size_t i = 0; i < f->ndeleted; i++)
+        free(f->deleted[i]);
+    free(f->deleted);
+    free(f->change);
     free(f->v);
     memset(f, 0, sizeof(*f));
 }
@@ -247,6 +251,7 @@ static void job_list_outputs(struct job_attempt *ja)
     ja->o.files = ja->files.v;
     ja->o.nfiles = ja->files.n;
     ja->publish = 1;
+    job_diff(ja);
 }
 
 void job_collect(struct job_attempt *ja)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "attempt.h"
+#include "conversation.h"
 #include "db.h"
 #include "job.h"
 #include "log.h"
@@ -127,10 +128,34 @@ static void job_finish(struct job_attempt *ja, int64_t deadline)
     }
 }
 
+/* A job about to be recorded succeeded publishes its agent's conversation
+ * next to its outputs (conversation.h), fenced by the lease as they are.
+ * One that cannot be captured is logged and left out: the next job then
+ * starts a new conversation. Returns 0, or -1 when the lease is gone. */
+static int job_publish_conversation(struct job_attempt *ja, int64_t deadline)
+{
+    const struct store_claim *c = ja->c;
+    if (!ja->publish || ja->o.status == NULL || strcmp(ja->o.status, "succeeded") != 0)
+        return 0;
+    int rc = conversation_capture(&ja->a, ja->events,
+                                  ja->events != NULL ? strlen(ja->events) : 0);
+    if (rc == 0) {
+        struct job_lease_check l = { ja, deadline };
+        rc = conversation_publish(&ja->a, c->job_id, c->conv_job_id, job_lease_held, &l);
+        if (rc == ATTEMPT_LEASE_GONE)
+            return -1;
+    }
+    if (rc != 0)
+        log_warn("job.conversation_not_kept", "job=%s errno=%d", c->job_id, rc < 0 ? -rc : rc);
+    return 0;
+}
+
 void job_record(struct job_attempt *ja)
 {
     int64_t deadline = time_mono_ms() + JOB_FINISH_RETRY_S * 1000L;
     if (ja->publish && job_publish(ja, deadline) != 0)
+        return;
+    if (job_publish_conversation(ja, deadline) != 0)
         return;
     /* The scratch folder (and an unpublished workspace) goes before the
      * outcome becomes visible, so a client that sees the job ended sees

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "attempt.h"
+#include "conversation.h"
 #include "db.h"
 #include "fsutil.h"
 #include "job.h"
@@ -120,14 +121,16 @@ static int job_prepare(struct job_attempt *ja)
     const struct cfg *cfg = ja->w->cfg;
     const struct store_claim *c = ja->c;
     if (layout_attempt(cfg->data_dir, c->session_id, c->job_id, c->lease_token,
-                       c->base_job_id, &ja->a) != 0)
+                       c->base_job_id, &ja->a) != 0 ||
+        conversation_from(&ja->a, cfg->data_dir, c, ja->conv_session,
+                          sizeof(ja->conv_session)) != 0)
         return job_fail(ja, JOBERR_INTERNAL, "internal error: data path too long");
     struct fs_walk walk = { .progress = job_walk_progress, .arg = ja };
     int rc = attempt_prepare_walk(&ja->a, c->prompt, &walk, &ja->own_dir);
     if (rc == -ECANCELED && ja->lease_lost)
         return 1;
     if (rc == 0) {
-        ja->env = worker_env_build(cfg, ja->a.home, ja->a.env_file);
+        ja->env = job_gateway_env(ja);
         if (ja->env == NULL)
             rc = -ENOMEM;
     }
@@ -214,10 +217,12 @@ static enum job_ran job_run_agent(struct job_attempt *ja, int64_t *spawn_us)
         .stderr_path = a->log,
         .env = ja->env,
         .timeout_s = (int)ja->c->timeout_s,
+        .session = ja->conv_session[0] != '\0' ? ja->conv_session : NULL,
     };
     struct agent_limits limits;
     char procs[LAYOUT_PATH_MAX + 64];
     job_contain_spec(ja, &spec, &limits, procs, sizeof(procs));
+    job_gateway_spec(ja, &spec);
     *spawn_us = time_now_usec();
     job_live_begin(ja);
     int rc = agent_run(&spec, job_tick, ja, &ja->res);
@@ -243,6 +248,7 @@ static void job_release(struct job_attempt *ja)
 /* Removes what the attempt left on disk and frees it. */
 static void job_attempt_end(struct job_attempt *ja)
 {
+    job_gateway_end(ja);
     job_remove_dir(ja);
     if (ja->trash_entry[0] != '\0') {
         int rc = fs_rm_rf(ja->trash_entry);

@@ -41,6 +41,7 @@ int sandbox_stage_paths(const char *work, const char *home, const char *bin,
     if (a < 0 || b < 0 || c < 0 || (size_t)a >= sizeof(st->work) ||
         (size_t)b >= sizeof(st->home) || (size_t)c >= sizeof(st->bin))
         return -ENAMETOOLONG;
+    memcpy(st->gw, SANDBOX_STAGE_GW, sizeof(SANDBOX_STAGE_GW));
     return 0;
 }
 
@@ -85,6 +86,23 @@ static int sandbox_bind_fd(const char *fdpath, const char *target, int is_dir)
     return 0;
 }
 
+/* "/proc/self/fd/N" into buf (at least 32 bytes), without stdio. */
+static const char *sandbox_fd_path(int fd, char *buf)
+{
+    static const char pre[] = "/proc/self/fd/";
+    char digits[16];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + fd % 10);
+        fd /= 10;
+    } while (fd > 0 && n < (int)sizeof(digits));
+    memcpy(buf, pre, sizeof(pre) - 1);
+    for (int i = 0; i < n; i++)
+        buf[sizeof(pre) - 1 + i] = digits[n - 1 - i];
+    buf[sizeof(pre) - 1 + n] = '\0';
+    return buf;
+}
+
 /* Opens path (as root, in the child's new mount namespace: a bind
  * source must be a mount of the caller's namespace) at fd number at. */
 static int sandbox_open_at(const char *path, int flags, int at)
@@ -110,12 +128,24 @@ static int sandbox_child_stage(const struct sandbox_child *c)
     if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         return errno;
     const int dir = O_PATH | O_DIRECTORY | O_NOFOLLOW;
+    char path[32];
     int rc = sandbox_open_at(c->work, dir, SANDBOX_FD_WORK);
     if (rc == 0)
         rc = sandbox_open_at(c->home, dir, SANDBOX_FD_HOME);
     /* The binary is the operator's: its symlinks are followed. */
     if (rc == 0)
         rc = sandbox_open_at(c->bin, O_PATH, SANDBOX_FD_BIN);
+    /* The gateway's socket (a file of the worker's, 0666): any free
+     * number above the fixed ones, closed once bound. */
+    int gfd = -1;
+    if (rc == 0 && c->gw != NULL) {
+        int fd = open(c->gw, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        gfd = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, SANDBOX_FD_FIRST_FREE);
+        if (gfd < 0)
+            rc = errno;
+        if (fd >= 0)
+            close(fd);
+    }
     if (rc != 0)
         return rc;
     if (mount("agent-stage", SANDBOX_STAGE, "tmpfs", MS_NOSUID | MS_NODEV, c->stage_opts) != 0)
@@ -125,6 +155,10 @@ static int sandbox_child_stage(const struct sandbox_child *c)
         rc = sandbox_bind_fd("/proc/self/fd/7", c->at->home, 1);
     if (rc == 0)
         rc = sandbox_bind_fd("/proc/self/fd/8", c->at->bin, 0);
+    if (rc == 0 && gfd >= 0)
+        rc = sandbox_bind_fd(sandbox_fd_path(gfd, path), c->at->gw, 0);
+    if (gfd >= 0)
+        close(gfd);
     return rc;
 }
 

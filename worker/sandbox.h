@@ -39,6 +39,7 @@
 #define SANDBOX_STAGE_WORK "/tmp/.agent-workspace"
 #define SANDBOX_STAGE_HOME "/tmp/.agent-home"
 #define SANDBOX_STAGE_BIN  "/tmp/.agent-opencode"
+#define SANDBOX_STAGE_GW   "/tmp/.agent-gateway.sock"
 
 /* Where the three appear in the stage: the prefixes above followed by
  * their real absolute paths, so `ps` still shows which job's folders a
@@ -47,6 +48,7 @@ struct sandbox_stage {
     char work[PATH_MAX];
     char home[PATH_MAX];
     char bin[PATH_MAX];
+    char gw[PATH_MAX];       /* SANDBOX_STAGE_GW: the gateway's socket */
 };
 
 /* Fills *st. Returns 0 or -ENAMETOOLONG. */
@@ -60,6 +62,7 @@ struct sandbox_child {
     gid_t  gid;
     int    stage;            /* mount the stage (binds of work, home, bin) */
     const char *work, *home, *bin;   /* the real paths */
+    const char *gw;          /* the job's gateway socket, bound at at->gw; NULL: none */
     const struct sandbox_stage *at;  /* where they are bound */
     char   stage_opts[64];   /* tmpfs options of the stage ("mode=1777,size=...") */
     int    cgroup;           /* write "0" to SANDBOX_FD_CGROUP (cgroup.procs) */

@@ -65,6 +65,12 @@ void worker_job_run(struct worker *w, struct db *db, const struct store_claim *c
  * of memory or env_file is unreadable. Free with worker_env_free().
  */
 char **worker_env_build(const struct cfg *cfg, const char *home, const char *env_file);
+/* The same with the gateway (gateway.h): agent_config is the agent's
+ * rewritten provider configuration, and no variable gateway_env_hidden()
+ * names (a provider key) is passed, from AGENT_ENV or the session. */
+struct gw_routes;
+char **worker_env_build_gw(const struct cfg *cfg, const char *home, const char *env_file,
+                           const char *agent_config, const struct gw_routes *hide);
 void worker_env_free(char **env);
 
 #endif

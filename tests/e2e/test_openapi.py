@@ -120,7 +120,8 @@ def conformance_problems(method, target, status, content_type, body):
     ctype = (content_type or "").split(";")[0].strip()
     if ctype not in content:
         return ["%s: Content-Type %r not documented (%s)" % (where, content_type, list(content))]
-    if ctype != "application/json":
+    # A downloaded file is the tenant's bytes, whatever its extension says.
+    if ctype != "application/json" or path == "/download":
         return []
     try:
         value = json.loads(body)
@@ -315,6 +316,8 @@ class Live(harness.ServiceTest):
             ("POST", "/job?session_id=" + sid, {"prompt": "x", "timeout_s": 0}, "default", 422),
             ("POST", "/job", {"prompt": "x"}, "default", 422),
             ("GET", "/job/status", None, "default", 422),
+            ("GET", "/job/diff", None, "default", 422),
+            ("GET", "/job/diff?job_id=" + zero, None, "default", 404),
             ("GET", "/download?session_id=" + sid, None, "default", 422),
             ("GET", "/session?session_id=" + sid, None, "default", 200),
             ("GET", "/session?session_id=" + zero, None, "default", 404),
@@ -378,6 +381,9 @@ class Live(harness.ServiceTest):
         self.call("GET", "/session/results?session_id=" + sid)
         url = job["output_files"][0]["download_url"]
         self.assertEqual(self.call("GET", url).status, 200)
+        diff = self.call("GET", "/job/diff?job_id=" + first["job_id"])
+        self.assertEqual(diff.status, 200)
+        self.assertIn("diff --git a/", diff.body.decode())
 
         # The finished job's events replay in full and end with its final
         # status; a long-poll of an ended job answers at once.
@@ -396,6 +402,8 @@ class Live(harness.ServiceTest):
             "prompt": script_prompt([{"http_error": 500}], "slow"), "timeout_s": 8}).json()
         wait_for(lambda: self.call("GET", "/job/status?job_id=" + slow["job_id"]).json()
                  ["status"] != "queued", 60, what="slow job to start")
+        r = self.call("GET", "/job/diff?job_id=" + slow["job_id"])
+        self.assertEqual((r.status, r.json()["code"]), (409, "conflict"))
         r = self.call("POST", "/job/cancel?job_id=" + fail["job_id"])
         self.assertEqual((r.status, r.json()["code"]), (409, "job_ended"))
         waiting = self.call("POST", "/job?session_id=" + sid, {"prompt": "never runs"}).json()

@@ -31,15 +31,26 @@ Script format: in the job prompt, a fenced block
       {"delete": "old.txt"},
       {"sleep": 2},
       {"http_error": 500},
+      {"expect_history": "text of an earlier prompt or answer"},
+      {"expect_no_history": "text no earlier message may hold"},
       {"long_text": 100000},
       {"text": "all done"} ]
     ```
 
 The script is read from the job prompt: the LAST user message of the
-conversation (with `opencode run --continue` the history holds earlier
+conversation (with `opencode run --session` the history holds earlier
 jobs' prompts too). Each tool step is one assistant round (one request).
 "sleep" delays the current answer and does not use a round. "text" / "long_text" end the job,
-"http_error" answers every further request with that HTTP status. When the
+"http_error" answers every further request with that HTTP status.
+"expect_history" checks the conversation (does not use a round): when no
+user or assistant message BEFORE the job prompt (earlier jobs of the
+session, continued) contains the text, the answer is the text
+"HISTORY MISSING: <text>" and the job ends there; else the script goes on.
+"expect_no_history" is its converse: "HISTORY UNEXPECTED: <text>" when an
+earlier message holds the text. (Tip: a non-ASCII character in the text
+keeps it from matching the JSON-escaped script of an earlier prompt, so
+only an earlier answer can match.)
+When the
 steps run out the answer is the text "done". Relative paths in
 write/edit/read/delete are made absolute with the working directory that
 opencode states in its system prompt.
@@ -74,7 +85,7 @@ LONG_TEXT_CHUNK = 64
 
 SCRIPT_RE = re.compile(r"^[ \t]*```script[ \t]*\r?\n(.*?)^[ \t]*```", re.M | re.S)
 # Which user message holds the job prompt: opencode sends the whole session
-# history, so with --continue the current job is the LAST user message.
+# history, so with --session the current job is the LAST user message.
 FROM_LAST_USER = True
 DEMO_RE = re.compile(r"add an? (\w+) function to (\S+)", re.I)
 # opencode 1.18 system prompt: "  Working directory: /path" inside <env>.
@@ -100,6 +111,24 @@ _log_lock = threading.Lock()
 _log_file = None
 _dump_dir = None
 _dump_seq = [0]
+
+
+_auth_log_path = None
+
+
+def record_credentials(headers):
+    """With --log FILE: the credential headers of each chat request, one
+    JSON line in FILE.auth (tests check what the provider received)."""
+    if _auth_log_path is None:
+        return
+    rec = {k: headers.get(k) for k in ("Authorization", "x-api-key", "api-key",
+                                       "x-goog-api-key") if headers.get(k) is not None}
+    with _log_lock:
+        try:
+            with open(_auth_log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError:
+            pass
 
 
 def log(msg):
@@ -255,12 +284,47 @@ def step_to_action(step, workdir, index):
                        "script error")
 
 
-def script_action(steps, rounds, workdir):
+HISTORY_MISSING = "HISTORY MISSING: "
+HISTORY_UNEXPECTED = "HISTORY UNEXPECTED: "
+
+
+def history_texts(messages):
+    """Texts of the user and assistant messages before the job prompt (the
+    last user message)."""
+    last = None
+    for i, m in enumerate(messages or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            last = i
+    out = []
+    for m in (messages or [])[:last or 0]:
+        if isinstance(m, dict) and m.get("role") in ("user", "assistant"):
+            out.append(content_text(m.get("content")))
+    return out
+
+
+def script_action(steps, rounds, workdir, history=()):
     """Walk the script: skip the tool steps already done, sum the sleeps
-    that come before the step to emit now."""
+    that come before the step to emit now. expect_history steps are
+    checked against history (see history_texts)."""
     consumed = 0
     sleep = 0.0
     for i, step in enumerate(steps):
+        if isinstance(step, dict) and len(step) == 1 and "expect_history" in step:
+            want = str(step["expect_history"])
+            if not any(want in h for h in history):
+                action = text_action(HISTORY_MISSING + want,
+                                     "step %d expect_history: missing" % i)
+                action["sleep"] = sleep
+                return action
+            continue
+        if isinstance(step, dict) and len(step) == 1 and "expect_no_history" in step:
+            want = str(step["expect_no_history"])
+            if any(want in h for h in history):
+                action = text_action(HISTORY_UNEXPECTED + want,
+                                     "step %d expect_no_history: present" % i)
+                action["sleep"] = sleep
+                return action
+            continue
         if isinstance(step, dict) and len(step) == 1 and "sleep" in step:
             if consumed == rounds:
                 try:
@@ -359,7 +423,7 @@ def choose_action(body):
         if not isinstance(steps, list):
             return text_action("script error: the script must be a JSON array",
                                "script error")
-        return script_action(steps, rounds, workdir)
+        return script_action(steps, rounds, workdir, history_texts(messages))
     return demo_action(prompt, rounds, tool_results, workdir)
 
 
@@ -461,6 +525,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_json(400, "body must be an object with a non-empty 'messages' list")
             return
         dump_request(body)
+        record_credentials(self.headers)
         if body.get("tools") is not None and not isinstance(body.get("tools"), list):
             self.send_error_json(400, "'tools' must be a list")
             return
@@ -617,6 +682,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.log:
         _log_file = open(args.log, "a", buffering=1)
+        globals()["_auth_log_path"] = args.log + ".auth"
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
         _dump_dir = args.dump_dir

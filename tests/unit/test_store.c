@@ -719,6 +719,73 @@ static void test_events_and_cancel(struct db *db, const char *url)
     db_free(listener);
 }
 
+/* Quotas read key_usage, which triggers keep in step with sessions and
+ * jobs; an active session past its expiry no longer counts. */
+static void test_key_usage(struct db *db)
+{
+    struct store_quota_limits def = { { 2, 2, 100 } };
+    struct store_quota_hit hit;
+    char s1[ID_HEX_LEN + 1], s2[ID_HEX_LEN + 1], j1[ID_HEX_LEN + 1];
+    struct store_file f = { "a.txt", 60, NULL, 0 };
+    struct store_session out;
+    CHECK(id_new(s1) == 0 && id_new(s2) == 0 && id_new(j1) == 0);
+    struct store_new_session n1 = { s1, "key_u", 600, &f, 1, 60 };
+    struct store_new_session n2 = { s2, "key_u", 600, &f, 1, 60 };
+    CHECK(store_quota_session(db, "key_u", &def, 60, &hit) == STORE_OK);
+    CHECK(store_session_create(db, &n1, &out) == STORE_OK);
+    /* 60 + 60 bytes > 100 */
+    CHECK(store_quota_session(db, "key_u", &def, 60, &hit) == STORE_LIMIT);
+    CHECK(hit.quota == STORE_QUOTA_STORED_BYTES && hit.used == 60);
+    CHECK(store_quota_session(db, "key_u", &def, 10, &hit) == STORE_OK);
+    CHECK(store_session_create(db, &n2, &out) == STORE_OK);
+    CHECK(store_quota_session(db, "key_u", &def, 0, &hit) == STORE_LIMIT);
+    CHECK(hit.quota == STORE_QUOTA_ACTIVE_SESSIONS && hit.used == 2);
+
+    struct store_new_job nj = { .job_id = j1, .session_id = s1, .key_id = "key_u",
+                                .prompt = "p", .model = "m", .timeout_s = 60 };
+    int64_t created;
+    CHECK(store_quota_job(db, "key_u", &def, &hit) == STORE_OK);
+    CHECK(store_job_create(db, &nj, &created) == STORE_OK);
+    def.max[STORE_QUOTA_QUEUED_JOBS] = 1;
+    CHECK(store_quota_job(db, "key_u", &def, &hit) == STORE_LIMIT && hit.used == 1);
+    char st[16];
+    CHECK(store_job_cancel(db, j1, "key_u", st) == STORE_OK);
+    CHECK(store_quota_job(db, "key_u", &def, &hit) == STORE_OK);
+
+    /* Deleting one and letting the other's expiry pass frees both. */
+    CHECK(store_session_delete(db, s1, "key_u", &(int){ 0 }) == STORE_OK);
+    CHECK(raw_exec("UPDATE sessions SET expires_at = now() - interval '1 second'"
+                   " WHERE id = $1", s2) == 0);
+    def.max[STORE_QUOTA_ACTIVE_SESSIONS] = 1;
+    CHECK(store_quota_session(db, "key_u", &def, 100, &hit) == STORE_OK);
+    char buf[64];
+    CHECK_STR(raw_value("SELECT active_sessions || '/' || stored_bytes || '/' || open_jobs"
+                        " FROM key_usage WHERE key_id = $1", "key_u", buf, sizeof(buf)),
+              "1/60/0");
+}
+
+/* A running job asked to stop whose worker went away: the janitor records
+ * it cancelled when the lease runs out (not re-queued). */
+static void test_reap_cancelled(struct db *db)
+{
+    char sid[ID_HEX_LEN + 1], jid[ID_HEX_LEN + 1], st[16], buf[64];
+    new_session(db, sid);
+    new_job(db, sid, jid);
+    struct store_claim c;
+    CHECK(store_job_claim(db, jid, "w-gone", 30, &c) == STORE_OK);
+    CHECK(store_job_cancel(db, jid, "key_a", st) == STORE_OK);
+    CHECK(raw_exec("UPDATE jobs SET lease_expires_at = now() - interval '1 second'"
+                   " WHERE id = $1", jid) == 0);
+    long requeued = -1, failed = -1, found = -1;
+    CHECK(store_reap_expired_leases(db, 3, 100, &requeued, &failed, &found) == STORE_OK);
+    CHECK(requeued == 0 && found >= 1);
+    CHECK_STR(raw_value("SELECT status || '/' || error_code FROM jobs WHERE id = $1", jid, buf,
+                        sizeof(buf)), "cancelled/cancelled");
+    CHECK(store_job_finish(db, &c, &(struct store_outcome){ .status = "succeeded" }) ==
+          STORE_NOT_FOUND);
+    store_claim_free(&c);
+}
+
 int main(void)
 {
     const char *base = getenv("DATABASE_URL");
@@ -753,6 +820,8 @@ int main(void)
     test_remove_backoff(db);
     test_prune_outputs(db);
     test_events_and_cancel(db, url);
+    test_key_usage(db);
+    test_reap_cancelled(db);
     PQfinish(raw);
     db_free(db);
 
