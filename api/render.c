@@ -126,6 +126,21 @@ static void render_usage(cJSON *o, const struct store_job *j)
     cJSON_AddNumberToObject(o, "cost_usd", j->cost_usd);
 }
 
+/* gateway_usage: what the job's provider gateway counted; null when the
+ * job never ran to an outcome through it (or ended before migration 015). */
+static void render_gateway_usage(cJSON *o, const struct store_job *j)
+{
+    if (!j->has_gateway_usage) {
+        cJSON_AddNullToObject(o, "gateway_usage");
+        return;
+    }
+    cJSON *u = cJSON_AddObjectToObject(o, "gateway_usage");
+    cJSON_AddNumberToObject(u, "requests", (double)j->gw_requests);
+    cJSON_AddNumberToObject(u, "input_tokens", (double)j->gw_input_tokens);
+    cJSON_AddNumberToObject(u, "output_tokens", (double)j->gw_output_tokens);
+    cJSON_AddNumberToObject(u, "cost_usd", j->gw_cost_usd);
+}
+
 cJSON *render_job(const struct store_job *j)
 {
     cJSON *o = cJSON_CreateObject();
@@ -158,6 +173,7 @@ cJSON *render_job(const struct store_job *j)
     json_add_str_or_null(o, "result", j->result);
     cJSON_AddItemToObject(o, "result_json", render_stored_json(j->result_json));
     render_usage(o, j);
+    render_gateway_usage(o, j);
     return o;
 }
 

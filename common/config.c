@@ -692,6 +692,19 @@ static const struct cfg_var cfg_vars[] = {
              "proxy, comma-separated `name`, `*.suffix` or `address`, each with an optional "
              "`:port` (default 80 and 443); loopback, link-local and private addresses only "
              "when listed as an address" },
+    /* Per-key budgets the gateway enforces: the defaults for keys whose
+     * api_keys row sets none (0: unlimited). */
+    { .name = "KEY_MAX_USD_PER_DAY", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(key_max_usd_per_day), .def = "0",
+      .min = 0, .max = 100000000,
+      .doc = "whole USD one key's jobs may spend through the gateway per UTC day (priced "
+             "by the models' `cost`); the next job over it fails `budget_exceeded`; 0: "
+             "unlimited" },
+    { .name = "KEY_MAX_TOKENS_PER_JOB", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
+      .section = CFG_SEC_WORKER, .field = CFG_FIELD(key_max_tokens_per_job), .def = "0",
+      .min = 0, .max = 1L << 40,
+      .doc = "input plus output tokens one job may use through the gateway; beyond, it "
+             "fails `budget_exceeded`; 0: unlimited" },
     /* opencode's event stream kept per job in the database (its tail). */
     { .name = "MAX_STDOUT_BYTES", .type = CFG_INT, .roles = CFG_ROLE_WORKER,
       .section = CFG_SEC_WORKER, .field = CFG_FIELD(max_stdout_bytes), .def = "1048576",

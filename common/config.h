@@ -90,6 +90,8 @@ struct cfg {
     enum cfg_sandbox sandbox;    /* AGENT_SANDBOX */
     enum cfg_egress egress;      /* AGENT_EGRESS */
     char  *egress_allow;         /* AGENT_EGRESS_ALLOW: host[:port],... or NULL */
+    long   key_max_usd_per_day;  /* KEY_MAX_USD_PER_DAY: default per key, 0 = none */
+    long   key_max_tokens_per_job; /* KEY_MAX_TOKENS_PER_JOB: default per key, 0 = none */
     char  *bwrap_bin;            /* BWRAP_BIN */
     char  *agent_env[CFG_MAX_AGENT_ENV]; /* AGENT_ENV: names passed through */
     size_t agent_env_count;

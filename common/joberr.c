@@ -19,6 +19,7 @@ static const char *const joberr_names[JOBERR_COUNT_] = {
     [JOBERR_CPU_LIMIT]    = "cpu_limit",
     [JOBERR_DISK_LIMIT]   = "disk_limit",
     [JOBERR_OUTPUT_LIMIT] = "output_limit",
+    [JOBERR_BUDGET_EXCEEDED] = "budget_exceeded",
 };
 
 const char *joberr_name(enum joberr e)

@@ -25,6 +25,7 @@ enum joberr {
     JOBERR_CPU_LIMIT,        /* "cpu_limit": over JOB_MAX_CPU_S */
     JOBERR_DISK_LIMIT,       /* "disk_limit": workspace and HOME over JOB_MAX_DISK_MB */
     JOBERR_OUTPUT_LIMIT,     /* "output_limit": over JOB_MAX_OUTPUT_FILES or JOB_MAX_OUTPUT_BYTES */
+    JOBERR_BUDGET_EXCEEDED,  /* "budget_exceeded": its key's max_tokens_per_job or max_usd_per_day */
     JOBERR_COUNT_
 };
 

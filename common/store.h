@@ -187,6 +187,10 @@ struct store_job {
     long long   tokens_input, tokens_output, tokens_reasoning;
     long long   tokens_cache_read, tokens_cache_write;
     double      cost_usd;
+    int         has_gateway_usage;   /* 0: never ran through the gateway (or
+                                      * before migration 015) */
+    long long   gw_requests, gw_input_tokens, gw_output_tokens;
+    double      gw_cost_usd;
     struct pg_result *res;
 };
 int store_job_get(struct db *db, const char *job_id, const char *key_id,
@@ -216,6 +220,11 @@ struct store_claim {
     char *prompt;                        /* malloc'd; store_claim_free() */
     long  timeout_s;
     int   attempt;                       /* 1 for a first run */
+    /* The key's budgets (migration 015): -1 = not set (the KEY_MAX_*
+     * default); spent_usd_today: gateway_cost_usd of the key's jobs that
+     * finished this UTC day. */
+    long long max_usd_per_day, max_tokens_per_job;
+    double    spent_usd_today;
 };
 
 /*
@@ -253,6 +262,9 @@ struct store_outcome {
     const char *const *changes;  /* files[i]'s change: added | modified | unchanged */
     const char *const *deleted;  /* paths the job started from that are gone */
     size_t       ndeleted;
+    int          has_gateway;    /* the gateway's accounting (migration 015) */
+    long long    gw_requests, gw_input_tokens, gw_output_tokens;
+    double       gw_cost_usd;
 };
 
 /*

@@ -50,7 +50,9 @@ DB_STMT(st_job_get, "job.get", 2,
     " " STORE_USEC("j.started_at") " AS started,"
     " " STORE_USEC("j.finished_at") " AS finished,"
     " " STORE_USEC("j.cancel_requested_at") " AS cancel_requested,"
-    " j.has_outputs, array_to_json(j.deleted_files)::text AS deleted_files "
+    " j.has_outputs, array_to_json(j.deleted_files)::text AS deleted_files,"
+    " j.gateway_requests, j.gateway_input_tokens, j.gateway_output_tokens,"
+    " j.gateway_cost_usd "
     "FROM jobs j JOIN sessions s ON s.id = j.session_id "
     "WHERE j.id = $1 AND s.api_key_id = $2");
 DB_STMT(st_job_files, "job.files", 1,
@@ -112,11 +114,24 @@ DB_STMT(st_job_claim, "job.claim", 4,
     " coalesce((SELECT p.id FROM jobs p"
     "  WHERE p.session_id = j.session_id AND p.status = 'succeeded'"
     "  ORDER BY p.seq DESC LIMIT 1), '') AS conv_base");
+/* The claimed job's key's budgets and what its other jobs spent through
+ * the gateway this UTC day (migration 015). */
+DB_STMT(st_job_claim_budget, "job.claim.budget", 1,
+    "SELECT k.max_usd_per_day, k.max_tokens_per_job,"
+    " coalesce((SELECT sum(p.gateway_cost_usd) FROM jobs p"
+    "  JOIN sessions ps ON ps.id = p.session_id"
+    "  WHERE ps.api_key_id = k.id AND p.id <> $1 AND p.finished_at >="
+    "   (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')), 0) AS spent "
+    "FROM jobs j JOIN sessions s ON s.id = j.session_id JOIN api_keys k ON k.id = s.api_key_id "
+    "WHERE j.id = $1");
 DB_STMT(st_job_renew, "job.renew", 3,
     "UPDATE jobs SET lease_expires_at = now() + $3::int * interval '1 second' "
     "WHERE id = $1 AND lease_token = $2 AND status = 'running'"
     " RETURNING cancel_requested_at IS NOT NULL AS cancel");
 DB_STMT(st_job_finish_lock, "job.finish.lock", 1, LOCK_SESSION_SQL);
+DB_STMT(st_job_finish_gateway, "job.finish.gateway", 5,
+    "UPDATE jobs SET gateway_requests = $2::bigint, gateway_input_tokens = $3::bigint,"
+    " gateway_output_tokens = $4::bigint, gateway_cost_usd = $5::float8 WHERE id = $1");
 DB_STMT(st_job_finish_update, "job.finish.update", 15,
     "UPDATE jobs SET status = $3, error = $4, exit_code = $5::int, stdout = $6,"
     " result = $7, result_json = $8::jsonb, tokens_input = $9::bigint,"
@@ -254,6 +269,12 @@ static void store_fill_job(struct pg_result *res, struct store_job *out)
     out->tokens_cache_write = db_get_ll(res, 0, "tokens_cache_write");
     const char *cost = db_get(res, 0, "cost_usd");
     out->cost_usd = cost ? strtod(cost, NULL) : 0.0;
+    out->has_gateway_usage = db_get(res, 0, "gateway_requests") != NULL;
+    out->gw_requests = db_get_ll(res, 0, "gateway_requests");
+    out->gw_input_tokens = db_get_ll(res, 0, "gateway_input_tokens");
+    out->gw_output_tokens = db_get_ll(res, 0, "gateway_output_tokens");
+    const char *gcost = db_get(res, 0, "gateway_cost_usd");
+    out->gw_cost_usd = gcost ? strtod(gcost, NULL) : 0.0;
 }
 
 int store_job_get(struct db *db, const char *job_id, const char *key_id,
@@ -360,6 +381,28 @@ static void store_fill_claim(struct pg_result *res, struct store_claim *out)
     out->attempt = (int)db_get_ll(res, 0, "attempt");
 }
 
+/* The claim's budgets (st_job_claim_budget). Returns 0, or -1 with *rc. */
+static int store_claim_budget(struct db *db, const char *job_id, struct store_claim *out,
+                              int *rc)
+{
+    const char *p[] = { job_id };
+    out->max_usd_per_day = -1;
+    out->max_tokens_per_job = -1;
+    struct pg_result *res = db_run(db, &st_job_claim_budget, p, rc);
+    if (res == NULL)
+        return -1;
+    if (db_rows(res) == 1) {
+        if (db_get(res, 0, "max_usd_per_day") != NULL)
+            out->max_usd_per_day = db_get_ll(res, 0, "max_usd_per_day");
+        if (db_get(res, 0, "max_tokens_per_job") != NULL)
+            out->max_tokens_per_job = db_get_ll(res, 0, "max_tokens_per_job");
+        const char *spent = db_get(res, 0, "spent");
+        out->spent_usd_today = spent ? strtod(spent, NULL) : 0.0;
+    }
+    db_clear(res);
+    return 0;
+}
+
 int store_job_claim(struct db *db, const char *job_id, const char *worker_id, long lease_s,
                     struct store_claim *out)
 {
@@ -388,6 +431,10 @@ int store_job_claim(struct db *db, const char *job_id, const char *worker_id, lo
     if (found)
         store_fill_claim(res, out);
     db_clear(res);
+    if (found && store_claim_budget(db, job_id, out, &rc) != 0) {
+        store_claim_free(out);
+        goto fail;
+    }
     rc = db_commit(db);
     if (rc != DB_OK) {
         store_claim_free(out);
@@ -459,6 +506,20 @@ static char *store_finish_strings(const char *const *v, size_t n)
     return b.p;
 }
 
+/* The gateway's accounting columns, when the job ran through it. */
+static int store_finish_gateway(struct db *db, const struct store_claim *c,
+                                const struct store_outcome *o, int *rc)
+{
+    if (!o->has_gateway)
+        return 0;
+    char rq[32], ti[32], to[32], cost[64];
+    snprintf(cost, sizeof(cost), "%.10g", o->gw_cost_usd);
+    const char *p[] = { c->job_id, store_ll(rq, sizeof(rq), 1, o->gw_requests),
+                        store_ll(ti, sizeof(ti), 1, o->gw_input_tokens),
+                        store_ll(to, sizeof(to), 1, o->gw_output_tokens), cost };
+    return store_step(db, &st_job_finish_gateway, p, rc);
+}
+
 /* jobs.deleted_files, when the changes are known. */
 static int store_finish_deleted(struct db *db, const struct store_claim *c,
                                 const struct store_outcome *o, int *rc)
@@ -476,7 +537,7 @@ static int store_finish_deleted(struct db *db, const struct store_claim *c,
 static int store_finish_files(struct db *db, const struct store_claim *c,
                               const struct store_outcome *o, int *rc)
 {
-    if (store_finish_deleted(db, c, o, rc))
+    if (store_finish_deleted(db, c, o, rc) || store_finish_gateway(db, c, o, rc))
         return -1;
     if (o->nfiles == 0)
         return 0;

@@ -40,6 +40,8 @@ static const struct db_stmt store_key_settings_table[] = {
     KEY_SETTING("max_active_sessions"),
     KEY_SETTING("max_queued_jobs"),
     KEY_SETTING("max_stored_bytes"),
+    KEY_SETTING("max_usd_per_day"),
+    KEY_SETTING("max_tokens_per_job"),
 };
 #define STORE_KEY_NSETTINGS (sizeof(store_key_settings_table) / sizeof(store_key_settings_table[0]))
 _Static_assert(STORE_KEY_NSETTINGS <= STORE_KEY_SETTINGS_MAX, "raise STORE_KEY_SETTINGS_MAX");

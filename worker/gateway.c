@@ -42,6 +42,12 @@ struct gateway {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int active;              /* connection threads alive */
+    /* Accounting and budgets, under mu. */
+    struct gw_usage usage;
+    long long max_tokens, max_usd;   /* 0: no limit */
+    double spent_usd;                /* the key's other jobs today */
+    atomic_int exceeded;
+    char exceeded_msg[200];
 };
 
 /* One request from the agent, read whole before it goes upstream. */
@@ -63,6 +69,7 @@ struct gw_xfer {
     int head_sent, failed;
     size_t bytes_out;
     int64_t start_ms, ttfb_ms;
+    struct gw_scan scan;     /* the answer's usage fields */
 };
 
 static pthread_once_t gw_curl_once = PTHREAD_ONCE_INIT;
@@ -331,6 +338,7 @@ static size_t gw_on_body(char *data, size_t size, size_t nmemb, void *arg)
     if (gw_send_chunk(x->fd, sz, (size_t)n, data, len) != 0)
         goto fail;
     x->bytes_out += len;
+    gw_scan_feed(&x->scan, data, len);
     return len;
 fail:
     x->failed = 1;
@@ -561,6 +569,78 @@ static void gw_proxy(struct gateway *g, int fd, const struct gw_req *q)
              status == 400 ? 0 : port, status, bytes);
 }
 
+/* ---- accounting and budgets ------------------------------------------------ */
+
+/* 1 (and the flag the job's tick reads) when a budget is used up: the
+ * request is not forwarded. One request may overshoot; the next stops. */
+static int gw_budget_over(struct gateway *g)
+{
+    pthread_mutex_lock(&g->mu);
+    const struct gw_usage *u = &g->usage;
+    long long tokens = u->input_tokens + u->output_tokens;
+    int over = 1;
+    if (g->max_tokens > 0 && tokens >= g->max_tokens)
+        snprintf(g->exceeded_msg, sizeof(g->exceeded_msg),
+                 "budget exceeded: max_tokens_per_job is %lld tokens, this job used %lld",
+                 g->max_tokens, tokens);
+    else if (g->max_usd > 0 && g->spent_usd + u->cost_usd >= (double)g->max_usd)
+        snprintf(g->exceeded_msg, sizeof(g->exceeded_msg),
+                 "budget exceeded: max_usd_per_day is %lld USD, the key spent %.6f USD today",
+                 g->max_usd, g->spent_usd + u->cost_usd);
+    else
+        over = 0;
+    pthread_mutex_unlock(&g->mu);
+    if (over)
+        atomic_store(&g->exceeded, 1);
+    return over;
+}
+
+/* Adds one forwarded request's tokens and cost to the job's totals. */
+static void gw_account(struct gateway *g, struct gw_xfer *x, const struct gw_req *q,
+                       const struct gw_route *rt, const char *rest)
+{
+    gw_scan_end(&x->scan);
+    long long in = x->scan.in > 0 ? x->scan.in : 0, out = x->scan.out > 0 ? x->scan.out : 0;
+    char model[256];
+    gw_request_model(q->body, q->body_len, rest, model, sizeof(model));
+    double cost = gw_cost(rt, model, in, out);
+    pthread_mutex_lock(&g->mu);
+    g->usage.requests++;
+    g->usage.input_tokens += in;
+    g->usage.output_tokens += out;
+    g->usage.cost_usd += cost;
+    pthread_mutex_unlock(&g->mu);
+    log_debug("gateway.usage", "job=%s provider=%s input_tokens=%lld output_tokens=%lld",
+              g->job, rt->name, in, out);
+}
+
+void gateway_set_budget(struct gateway *g, long long max_tokens, long long max_usd,
+                        double spent_usd)
+{
+    pthread_mutex_lock(&g->mu);
+    g->max_tokens = max_tokens > 0 ? max_tokens : 0;
+    g->max_usd = max_usd > 0 ? max_usd : 0;
+    g->spent_usd = spent_usd > 0 ? spent_usd : 0.0;
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gateway_usage(struct gateway *g, struct gw_usage *out)
+{
+    pthread_mutex_lock(&g->mu);
+    *out = g->usage;
+    pthread_mutex_unlock(&g->mu);
+}
+
+int gateway_budget_exceeded(struct gateway *g, char *msg, size_t cap)
+{
+    if (g == NULL || !atomic_load(&g->exceeded))
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    snprintf(msg, cap, "%s", g->exceeded_msg);
+    pthread_mutex_unlock(&g->mu);
+    return 1;
+}
+
 /* One request: route, forward, stream back, log. */
 static void gw_serve(struct gateway *g, int fd)
 {
@@ -582,11 +662,19 @@ static void gw_serve(struct gateway *g, int fd)
         log_warn("gateway.refused", "job=%s status=%d", g->job, bad ? bad : 404);
         goto out;
     }
+    if (gw_budget_over(g)) {
+        /* The agent retries errors: the worker stops it (job tick). */
+        gw_answer_error(fd, 429, "budget exceeded");
+        log_warn("gateway.refused", "job=%s status=429 reason=budget", g->job);
+        goto out;
+    }
+    gw_scan_init(&x.scan, rt->auth);
     size_t ul = strlen(rt->base) + strlen(rest) + 1;
     char *url = xmalloc(ul);
     snprintf(url, ul, "%s%s", rt->base, rest);
     CURLcode rc = gw_perform(&x, &q, rt, url);
     free(url);
+    gw_account(g, &x, &q, rt, rest);
     if (x.head_sent && !x.failed)
         gw_send_all(fd, "0\r\n\r\n", 5);
     else if (!x.head_sent && rc == CURLE_OK)

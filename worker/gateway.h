@@ -52,10 +52,20 @@ enum gw_auth {
     GW_AUTH_GOOGLE,              /* x-goog-api-key: KEY */
 };
 
+/* A model's price (the provider configuration's models.<id>.cost, as
+ * opencode states it): USD per million tokens. */
+struct gw_model {
+    char *id;
+    double in, out;
+};
+
 struct gw_route {
     char *name;                  /* the provider's id: the path prefix */
     char *base;                  /* real base URL, without a trailing '/' */
     char *header;                /* "Name: value" credential header, or NULL */
+    enum gw_auth auth;           /* also which usage fields its answers carry */
+    struct gw_model *models;     /* priced models (owned) */
+    size_t models_n;
 };
 
 struct gw_routes {
@@ -108,7 +118,53 @@ int gateway_parse_port(const char *s, size_t n);
 struct sockaddr;
 int gateway_addr_blocked(const struct sockaddr *sa);
 
+/* ---- accounting (gateway_usage.c) ---------------------------------------
+ * The tokens of one answer, read from the provider's usage fields as the
+ * bytes pass (never buffered: a bounded window is kept across pieces).
+ * OpenAI-compatible: usage.prompt_tokens/completion_tokens (the last SSE
+ * chunk when the request asked stream_options.include_usage, or the JSON
+ * answer); Anthropic: input_tokens (message_start) and output_tokens
+ * (message_delta, cumulative); Gemini: usageMetadata.promptTokenCount and
+ * candidatesTokenCount. The last value of each field wins (they are
+ * cumulative), which also makes re-reading the kept window harmless. */
+#define GW_SCAN_WINDOW 4096
+#define GW_SCAN_KEEP   96        /* bytes kept when the window is full */
+
+struct gw_scan {
+    enum gw_auth dialect;
+    char buf[GW_SCAN_WINDOW + 1];
+    size_t len;
+    long long in, out;           /* -1: not seen */
+};
+void gw_scan_init(struct gw_scan *s, enum gw_auth dialect);
+void gw_scan_feed(struct gw_scan *s, const char *data, size_t len);
+void gw_scan_end(struct gw_scan *s);   /* reads what the window still holds */
+
+/* The model a request names: the JSON body's "model", else Gemini's
+ * path ".../models/<id>:verb". Writes "" when none. */
+void gw_request_model(const char *body, size_t body_len, const char *path, char *out,
+                      size_t cap);
+/* The USD cost of in/out tokens of model on route rt (0 when unpriced;
+ * a "provider/model" id also matches). */
+double gw_cost(const struct gw_route *rt, const char *model, long long in, long long out);
+
+/* A job's totals so far. */
+struct gw_usage {
+    long long requests, input_tokens, output_tokens;
+    double cost_usd;
+};
+
 struct gateway;
+
+/* The job's budgets, before the agent starts: max_tokens (input+output
+ * of the job, 0 = none), max_usd (a UTC day, 0 = none) with spent_usd
+ * already spent today by the key's other jobs. */
+void gateway_set_budget(struct gateway *g, long long max_tokens, long long max_usd,
+                        double spent_usd);
+/* The totals so far (any thread). */
+void gateway_usage(struct gateway *g, struct gw_usage *out);
+/* 1 once a request was refused for a budget; msg gets which and its limit. */
+int gateway_budget_exceeded(struct gateway *g, char *msg, size_t cap);
 
 /*
  * Starts the gateway of job_id. With dir != NULL it listens on the Unix

@@ -129,10 +129,30 @@ static char *gw_header(enum gw_auth auth, const char *key)
     return h;
 }
 
+/* models.<id>.cost {input, output} (USD per million tokens) of prov. */
+static void gw_route_models(struct gw_route *rt, const cJSON *prov)
+{
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(prov, "models");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, models) {
+        const cJSON *cost = cJSON_GetObjectItemCaseSensitive(m, "cost");
+        const cJSON *ci = cJSON_GetObjectItemCaseSensitive(cost, "input");
+        const cJSON *co = cJSON_GetObjectItemCaseSensitive(cost, "output");
+        if (m->string == NULL || (!cJSON_IsNumber(ci) && !cJSON_IsNumber(co)))
+            continue;
+        rt->models = xrealloc(rt->models, (rt->models_n + 1) * sizeof(*rt->models));
+        struct gw_model *gm = &rt->models[rt->models_n++];
+        gm->id = xstrdup(m->string);
+        gm->in = cJSON_IsNumber(ci) && ci->valuedouble > 0 ? ci->valuedouble : 0.0;
+        gm->out = cJSON_IsNumber(co) && co->valuedouble > 0 ? co->valuedouble : 0.0;
+    }
+}
+
 static void gw_route_add(struct gw_routes *r, const char *name, const char *base, char *header)
 {
     r->v = xrealloc(r->v, (r->n + 1) * sizeof(*r->v));
     struct gw_route *rt = &r->v[r->n++];
+    memset(rt, 0, sizeof(*rt));
     rt->name = xstrdup(name);
     rt->base = xstrdup(base);
     size_t n = strlen(rt->base);
@@ -162,7 +182,10 @@ static void gw_provider(struct gw_routes *r, const char *name, cJSON *prov, int 
                      : b >= 0 ? gw_builtin[b].base : NULL;
     if (base != NULL && gw_name_ok(name) &&
         (strncmp(base, "http://", 7) == 0 || strncmp(base, "https://", 8) == 0)) {
-        gw_route_add(r, name, base, gw_header(gw_auth_of(name, prov), gw_key_of(name, opts)));
+        enum gw_auth auth = gw_auth_of(name, prov);
+        gw_route_add(r, name, base, gw_header(auth, gw_key_of(name, opts)));
+        r->v[r->n - 1].auth = auth;
+        gw_route_models(&r->v[r->n - 1], prov);
         char local[128];
         snprintf(local, sizeof(local), "http://127.0.0.1:%d/%s", port, name);
         gw_set_string(opts, "baseURL", local);
@@ -211,6 +234,9 @@ void gateway_routes_free(struct gw_routes *r)
         free(r->v[i].name);
         free(r->v[i].base);
         free(r->v[i].header);
+        for (size_t m = 0; m < r->v[i].models_n; m++)
+            free(r->v[i].models[m].id);
+        free(r->v[i].models);
     }
     free(r->v);
     for (size_t i = 0; i < r->hidden_n; i++)

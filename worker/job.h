@@ -138,6 +138,11 @@ void job_contain_spec(struct job_attempt *ja, struct agent_spec *spec,
 char **job_gateway_env(struct job_attempt *ja);
 void job_gateway_spec(struct job_attempt *ja, struct agent_spec *spec);
 void job_gateway_end(struct job_attempt *ja);
+/* tick: 1 once the gateway refused a request for a budget (ja->limit
+ * set to JOBERR_BUDGET_EXCEEDED: the worker stops the agent). usage: the
+ * gateway's totals into the outcome (before it is recorded). */
+int job_gateway_budget(struct job_attempt *ja);
+void job_gateway_usage(struct job_attempt *ja);
 
 /* Sets the outcome to failed with code and a formatted error. Returns -1. */
 int job_fail(struct job_attempt *ja, enum joberr code, const char *fmt, ...)

@@ -65,6 +65,13 @@ char **job_gateway_env(struct job_attempt *ja)
     gateway_routes_free(&routes);
     if (ja->gw == NULL)
         return NULL;
+    /* The key's own budgets, else the defaults (0: none). */
+    const struct store_claim *c = ja->c;
+    gateway_set_budget(ja->gw,
+                       c->max_tokens_per_job >= 0 ? c->max_tokens_per_job
+                                                  : cfg->key_max_tokens_per_job,
+                       c->max_usd_per_day >= 0 ? c->max_usd_per_day : cfg->key_max_usd_per_day,
+                       c->spent_usd_today);
     /* The agent's copy names the port it can reach. */
     text = gateway_rewrite_config(cfg->agent_config_json, port, &view);
     if (text == NULL)
@@ -91,4 +98,26 @@ void job_gateway_end(struct job_attempt *ja)
     ja->gw = NULL;
     free(ja->gw_sock);
     ja->gw_sock = NULL;
+}
+
+int job_gateway_budget(struct job_attempt *ja)
+{
+    if (!gateway_budget_exceeded(ja->gw, ja->limit_msg, sizeof(ja->limit_msg)))
+        return 0;
+    ja->limit = JOBERR_BUDGET_EXCEEDED;
+    log_warn("job.limit", "job=%s code=%s", ja->c->job_id, joberr_name(ja->limit));
+    return 1;
+}
+
+void job_gateway_usage(struct job_attempt *ja)
+{
+    if (ja->gw == NULL)
+        return;
+    struct gw_usage u;
+    gateway_usage(ja->gw, &u);
+    ja->o.has_gateway = 1;
+    ja->o.gw_requests = u.requests;
+    ja->o.gw_input_tokens = u.input_tokens;
+    ja->o.gw_output_tokens = u.output_tokens;
+    ja->o.gw_cost_usd = u.cost_usd;
 }

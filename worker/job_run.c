@@ -162,7 +162,7 @@ static int job_tick(void *arg)
         log_info("job.cancel_requested", "job=%s", ja->c->job_id);
         return 1;
     }
-    return 0;
+    return job_gateway_budget(ja);
 }
 
 /*
@@ -227,6 +227,7 @@ static enum job_ran job_run_agent(struct job_attempt *ja, int64_t *spawn_us)
     job_live_begin(ja);
     int rc = agent_run(&spec, job_tick, ja, &ja->res);
     job_live_end(ja);
+    job_gateway_usage(ja);
     if (rc != 0) {
         job_fail(ja, JOBERR_AGENT_START, "could not start the agent: %s", strerror(-rc));
         return JOB_NOT_RUN;

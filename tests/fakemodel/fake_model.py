@@ -62,6 +62,12 @@ prompt gets a short text reply quoting the prompt.
 
 Endpoints: POST /v1/chat/completions (SSE when "stream": true, JSON
 otherwise), GET /v1/models, GET /health. Python 3 standard library only.
+
+Usage: like real providers, a JSON answer always carries "usage"
+{prompt_tokens, completion_tokens, total_tokens}; a stream only when the
+request asked "stream_options": {"include_usage": true}, as a last chunk
+with empty "choices" before [DONE]. Each answer logs a line
+"USAGE prompt_tokens=N completion_tokens=M reported=yes|no".
 """
 
 import argparse
@@ -554,8 +560,16 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": prompt_tokens,
                  "completion_tokens": estimate_tokens(out_len),
                  "total_tokens": prompt_tokens + estimate_tokens(out_len)}
+        # Usage as real providers report it: always in a JSON answer; in a
+        # stream only when asked (stream_options.include_usage), as a last
+        # chunk of its own. Logged so tests can compare what was reported.
+        opts = body.get("stream_options")
+        reported = not stream or (isinstance(opts, dict) and bool(opts.get("include_usage")))
+        log("USAGE prompt_tokens=%d completion_tokens=%d reported=%s" % (
+            usage["prompt_tokens"], usage["completion_tokens"],
+            "yes" if reported else "no"))
         if stream:
-            self.answer_stream(model, action, usage)
+            self.answer_stream(model, action, usage if reported else None)
         else:
             self.answer_json(model, action, usage)
 
@@ -630,7 +644,11 @@ class Handler(BaseHTTPRequestHandler):
             for i in range(0, len(text), size):
                 events.append(chunk({"content": text[i:i + size]}))
             finish = "stop"
-        events.append(chunk({}, finish, usage=usage))
+        events.append(chunk({}, finish))
+        if usage is not None:
+            events.append("data: " + json.dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": [], "usage": usage}) + "\n\n")
         events.append("data: [DONE]\n\n")
         # Send in batches so that long texts go out as many writes.
         batch = []

@@ -331,6 +331,184 @@ static void test_live(void)
     CHECK(strstr(upstream_req, "agent-other") == NULL);
 }
 
+/* ---- accounting: usage fields of recorded answers ---- */
+
+/* OpenAI-compatible stream with stream_options.include_usage: usage in
+ * its own last chunk (choices []); the answer's text quotes a usage key,
+ * which shows JSON-escaped and must not count. */
+static const char rec_openai_sse[] =
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+    "\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+    "\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+    "\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+    "\"say \\\"prompt_tokens\\\": 999\"},\"finish_reason\":null}],\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+    "\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],"
+    "\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+    "\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":1234,"
+    "\"completion_tokens\":56,\"total_tokens\":1290,\"prompt_tokens_details\":"
+    "{\"cached_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\n"
+    "data: [DONE]\n\n";
+
+/* A non-streamed answer, pretty-printed as some servers send it. */
+static const char rec_openai_json[] =
+    "{\n  \"id\": \"chatcmpl-2\",\n  \"object\": \"chat.completion\",\n"
+    "  \"choices\": [\n    {\n      \"index\": 0,\n      \"message\": {\n"
+    "        \"role\": \"assistant\",\n        \"content\": \"Hello.\"\n      },\n"
+    "      \"finish_reason\": \"stop\"\n    }\n  ],\n  \"usage\": {\n"
+    "    \"prompt_tokens\": 19,\n    \"completion_tokens\": 10,\n"
+    "    \"total_tokens\": 29\n  }\n}";
+
+/* Anthropic Messages stream: input in message_start, the cumulative
+ * output in message_delta (message_start's output_tokens is 1). */
+static const char rec_anthropic_sse[] =
+    "event: message_start\n"
+    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\","
+    "\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-20250514\","
+    "\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":472,"
+    "\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":3000,"
+    "\"output_tokens\":1}}}\n\n"
+    "event: content_block_start\n"
+    "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+    "{\"type\":\"text\",\"text\":\"\"}}\n\n"
+    "event: ping\ndata: {\"type\": \"ping\"}\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\","
+    "\"text\":\"Hello\"}}\n\n"
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+    "event: message_delta\n"
+    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
+    "\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n"
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+/* Gemini streamGenerateContent?alt=sse: cumulative usageMetadata. */
+static const char rec_gemini_sse[] =
+    "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"The\"}],"
+    "\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 8,"
+    "\"candidatesTokenCount\": 1,\"totalTokenCount\": 9},\"modelVersion\": "
+    "\"gemini-2.0-flash\"}\r\n\r\n"
+    "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" answer.\"}],"
+    "\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": "
+    "{\"promptTokenCount\": 8,\"candidatesTokenCount\": 12,\"totalTokenCount\": 20,"
+    "\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 8}]},"
+    "\"modelVersion\": \"gemini-2.0-flash\"}\r\n\r\n";
+
+/* Feeds text in pieces of step bytes (0: whole); returns in/out. */
+static void scan(enum gw_auth d, const char *text, size_t len, size_t step, long long *in,
+                 long long *out)
+{
+    static struct gw_scan s;
+    gw_scan_init(&s, d);
+    for (size_t i = 0; i < len; i += step ? step : len)
+        gw_scan_feed(&s, text + i, step && len - i > step ? step : len - i);
+    gw_scan_end(&s);
+    *in = s.in;
+    *out = s.out;
+}
+
+static void check_scan(enum gw_auth d, const char *text, long long want_in, long long want_out)
+{
+    static const size_t steps[] = { 0, 1, 2, 3, 7, 64, 1000 };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        long long in, out;
+        scan(d, text, strlen(text), steps[i], &in, &out);
+        CHECK(in == want_in);
+        CHECK(out == want_out);
+    }
+}
+
+static void test_usage_scan(void)
+{
+    check_scan(GW_AUTH_BEARER, rec_openai_sse, 1234, 56);
+    check_scan(GW_AUTH_BEARER, rec_openai_json, 19, 10);
+    check_scan(GW_AUTH_ANTHROPIC, rec_anthropic_sse, 472, 15);
+    check_scan(GW_AUTH_GOOGLE, rec_gemini_sse, 8, 12);
+    /* A stream without usage (include_usage not asked): nothing seen. */
+    check_scan(GW_AUTH_BEARER, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n", -1, -1);
+    /* One line far longer than the window (a long JSON answer): the
+     * usage at its end is still read, in any piece size. */
+    size_t pad = 3 * GW_SCAN_WINDOW + 17;
+    char *big = malloc(pad + 200);
+    static const char head[] = "{\"choices\":[{\"message\":{\"content\":\"";
+    const size_t hl = sizeof(head) - 1;
+    memcpy(big, head, hl);
+    memset(big + hl, 'x', pad);
+    strcpy(big + hl + pad, "\"}}],\"usage\":{\"prompt_tokens\":123456,"
+                           "\"completion_tokens\":7890}}");
+    check_scan(GW_AUTH_BEARER, big, 123456, 7890);
+    free(big);
+}
+
+static void test_usage_cost(void)
+{
+    const char *cfg = "{\"provider\":{\"up\":{\"options\":{\"baseURL\":\"http://127.0.0.1:1/v1\","
+                      "\"apiKey\":\"k\"},\"models\":{\"gpt-4o\":{\"cost\":{\"input\":2.5,"
+                      "\"output\":10}},\"free\":{\"name\":\"free\"}}},"
+                      "\"claude\":{\"npm\":\"@ai-sdk/anthropic\",\"options\":{\"baseURL\":"
+                      "\"https://api.anthropic.com/v1\",\"apiKey\":\"k\"}}}}";
+    struct gw_routes r;
+    free(gateway_rewrite_config(cfg, 4100, &r));
+    const struct gw_route *up = route(&r, "up");
+    CHECK(up != NULL && up->auth == GW_AUTH_BEARER && up->models_n == 1);
+    CHECK(route(&r, "claude") != NULL && route(&r, "claude")->auth == GW_AUTH_ANTHROPIC);
+    /* 1M input at $2.5 + 2M output at $10 = $22.5. */
+    double c = gw_cost(up, "gpt-4o", 1000000, 2000000);
+    CHECK(c > 22.499 && c < 22.501);
+    CHECK(gw_cost(up, "openai/gpt-4o", 1000000, 0) > 2.49);
+    CHECK(gw_cost(up, "free", 1000000, 1000000) == 0.0);
+    CHECK(gw_cost(up, "unknown", 1000000, 1000000) == 0.0);
+    char m[64];
+    const char *body = "{\"model\":\"gpt-4o\",\"stream\":true}";
+    gw_request_model(body, strlen(body), "/chat/completions", m, sizeof(m));
+    CHECK(strcmp(m, "gpt-4o") == 0);
+    gw_request_model(NULL, 0, "/models/gemini-2.0-flash:streamGenerateContent?alt=sse", m,
+                     sizeof(m));
+    CHECK(strcmp(m, "gemini-2.0-flash") == 0);
+    gateway_routes_free(&r);
+}
+
+/* Over budget: 429 to the agent, nothing forwarded, the flag set. */
+static void test_budget_refusal(void)
+{
+    const char *cfg = "{\"provider\":{\"up\":{\"options\":{\"baseURL\":"
+                      "\"http://127.0.0.1:1/v1\",\"apiKey\":\"k\"}}}}";
+    struct gw_routes r;
+    free(gateway_rewrite_config(cfg, 0, &r));
+    int port = 0;
+    char *sock = NULL, msg[256];
+    struct gateway *g = gateway_start(&r, "unit-budget", NULL, NULL, &sock, &port);
+    CHECK(g != NULL);
+    CHECK(!gateway_budget_exceeded(g, msg, sizeof(msg)));
+    /* The key's other jobs spent $5 today; its budget is $3. */
+    gateway_set_budget(g, 0, 3, 5.0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in ga = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    ga.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = { 5, 0 };
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(connect(c, (struct sockaddr *)&ga, sizeof(ga)) == 0);
+    const char *req = "POST /up/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Length: 2\r\n\r\n{}";
+    send(c, req, strlen(req), 0);
+    char resp[1024];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof(resp) - 1 && (k = recv(c, resp + n, sizeof(resp) - 1 - n, 0)) > 0)
+        n += (size_t)k;
+    resp[n] = '\0';
+    close(c);
+    CHECK(strncmp(resp, "HTTP/1.1 429", 12) == 0);
+    CHECK(strstr(resp, "budget exceeded") != NULL);
+    CHECK(gateway_budget_exceeded(g, msg, sizeof(msg)));
+    CHECK(strstr(msg, "max_usd_per_day is 3 USD") != NULL);
+    struct gw_usage u;
+    gateway_usage(g, &u);
+    CHECK(u.requests == 0);
+    gateway_stop(g);
+}
+
 int main(void)
 {
     test_rewrite();
@@ -338,5 +516,8 @@ int main(void)
     test_live();
     test_egress_rules();
     test_proxy();
+    test_usage_scan();
+    test_usage_cost();
+    test_budget_refusal();
     return check_report();
 }
