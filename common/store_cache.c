@@ -19,13 +19,9 @@ int store_job_check(struct db *db, const char *job_id, const char *key_id,
     memset(out, 0, sizeof(*out));
     const char *p[] = { job_id, key_id };
     int rc;
-    struct pg_result *res = db_run(db, &st_job_check, p, &rc);
+    struct pg_result *res = store_row(db, &st_job_check, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     store_copy(out->status, sizeof(out->status), res, 0, "status");
     out->finished_usec = db_get_ll(res, 0, "finished");   /* 0 when NULL */
     out->pruned = db_get_bool(res, 0, "pruned");

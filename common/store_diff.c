@@ -67,13 +67,9 @@ int store_diff_get(struct db *db, const char *job_id, const char *key_id,
     memset(out, 0, sizeof(*out));
     const char *p[] = { job_id, key_id };
     int rc;
-    struct pg_result *res = db_run(db, &st_diff_get, p, &rc);
+    struct pg_result *res = store_row(db, &st_diff_get, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     out->res = res;
     out->status = db_get(res, 0, "status");
     out->found = db_get_bool(res, 0, "found");

@@ -192,13 +192,9 @@ int store_files_edited_results(struct db *db, const char *session_id, const char
     memset(out, 0, sizeof(*out));
     const char *p[] = { session_id, key_id };
     int rc;
-    struct pg_result *res = db_run(db, &st_files_edited_results, p, &rc);
+    struct pg_result *res = store_row(db, &st_files_edited_results, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     out->res = res;
     out->latest_job_id = db_get(res, 0, "job_id");
     out->result = db_get(res, 0, "result");

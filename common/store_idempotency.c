@@ -80,13 +80,9 @@ static int idem_get(struct db *db, const struct store_idem_req *q,
 {
     const char *p[] = { q->key_id, q->method, q->path, q->idem_key };
     int rc;
-    struct pg_result *res = db_run(db, &st_idem_get, p, &rc);
+    struct pg_result *res = store_row(db, &st_idem_get, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     store_copy(out->body_sha256, sizeof(out->body_sha256), res, 0, "body_sha256");
     out->completed = db_get_bool(res, 0, "completed");
     out->status = (int)db_get_ll(res, 0, "status");

@@ -49,6 +49,27 @@ static inline int store_step(struct db *db, const struct db_stmt *stmt,
     return 0;
 }
 
+/* Runs stmt expecting exactly one row: returns that result (*rc =
+ * STORE_OK; free with db_clear()), or NULL with *rc = STORE_NOT_FOUND (no
+ * row: unknown, or not the caller's) or the failure's store_rc. */
+static inline struct pg_result *store_row(struct db *db, const struct db_stmt *stmt,
+                                          const char *const *params, int *rc)
+{
+    int drc;
+    struct pg_result *res = db_run(db, stmt, params, &drc);
+    if (res == NULL) {
+        *rc = store_from_db(drc);
+        return NULL;
+    }
+    if (db_rows(res) != 1) {
+        db_clear(res);
+        *rc = STORE_NOT_FOUND;
+        return NULL;
+    }
+    *rc = STORE_OK;
+    return res;
+}
+
 /* Ends a transaction: commits when every step went well (rc == DB_OK),
  * else, or when the commit fails, rolls back. Returns the enum store_rc. */
 static inline int store_tx_end(struct db *db, int rc)

@@ -283,13 +283,9 @@ int store_job_get(struct db *db, const char *job_id, const char *key_id,
     memset(out, 0, sizeof(*out));
     const char *p[] = { job_id, key_id };
     int rc;
-    struct pg_result *res = db_run(db, &st_job_get, p, &rc);
+    struct pg_result *res = store_row(db, &st_job_get, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     store_fill_job(res, out);
     if (out->has_outputs) {
         rc = store_job_files(db, out->id, &out->outputs);

@@ -147,13 +147,9 @@ int store_session_results(struct db *db, const char *id, const char *key_id,
     memset(out, 0, sizeof(*out));
     const char *p[] = { id, key_id };
     int rc;
-    struct pg_result *res = db_run(db, &st_session_results, p, &rc);
+    struct pg_result *res = store_row(db, &st_session_results, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     out->res = res;
     out->latest_job_id = db_get(res, 0, "current_job_id");
     out->result = db_get(res, 0, "result");

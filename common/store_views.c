@@ -103,13 +103,9 @@ int store_session_view(struct db *db, const char *id, const char *key_id,
     memset(out, 0, sizeof(*out));
     const char *p[] = { id, key_id };
     int rc;
-    struct pg_result *res = db_run(db, &st_view_session, p, &rc);
+    struct pg_result *res = store_row(db, &st_view_session, p, &rc);
     if (res == NULL)
-        return store_from_db(rc);
-    if (db_rows(res) != 1) {
-        db_clear(res);
-        return STORE_NOT_FOUND;
-    }
+        return rc;
     out->res = res;
     store_copy(out->id, sizeof(out->id), res, 0, "id");
     out->status = db_get(res, 0, "status");
