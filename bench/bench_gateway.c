@@ -7,9 +7,9 @@
  * Build: the `bench_gateway` target of tests/CMakeLists.txt
  *   (cmake --build BUILD --target bench_gateway; BUILD/tests/bench_gateway)
  * Prints RESULT lines like the other benchmarks:
- *   RESULT gateway_ttfb_extra_ms <median extra ms> 20     (target: <= 20)
- *   RESULT gateway_throughput_ratio_paced <via/direct> 0.95  (target: >= 0.95)
- *   RESULT gateway_throughput_ratio <via/direct> 0.95     (unpaced, CPU-bound:
+ *   RESULT gateway_ttfb_extra_ms <median extra ms> <=20
+ *   RESULT gateway_throughput_ratio_paced <via/direct> >=0.95
+ *   RESULT gateway_throughput_ratio <via/direct> info     (unpaced, CPU-bound:
  *                                                          info; two more copies)
  * Everything stays on 127.0.0.1.
  */
@@ -167,9 +167,9 @@ int main(void)
     double ratio_paced = ((double)pv / tpv) / ((double)pd / tpd);
     printf("paced stream (%ld MiB): direct %.0f ms, gateway %.0f ms\n", PACED_BYTES >> 20,
            tpd, tpv);
-    printf("RESULT gateway_ttfb_extra_ms %.2f 20\n", ttfb_v - ttfb_d);
-    printf("RESULT gateway_throughput_ratio_paced %.3f 0.95\n", ratio_paced);
-    printf("RESULT gateway_throughput_ratio %.3f 0.95\n", mbv / mbd);
+    printf("RESULT gateway_ttfb_extra_ms %.2f <=20\n", ttfb_v - ttfb_d);
+    printf("RESULT gateway_throughput_ratio_paced %.3f >=0.95\n", ratio_paced);
+    printf("RESULT gateway_throughput_ratio %.3f info\n", mbv / mbd);
     gateway_stop(g);
     free(sock);
     return 0;

@@ -3,8 +3,9 @@
 # table of their ratios, each next to its target:
 #   1. a Release build of the api (BENCH_BUILD_DIR, default build-bench/)
 #      and of bench/bench_parse.c against its liboccore.a
-#   2. bench_parse: POST /session body parsing vs a bare cJSON parse (no
-#      stack needed, so it runs first, on a quiet machine)
+#   2. bench_parse: POST /session body parsing vs a bare cJSON parse, and
+#      bench_gateway: the provider gateway vs a direct connection (time to
+#      first byte, streamed throughput); no stack needed, so they run first
 #   3. a private PostgreSQL + RabbitMQ in var/bench-stack (scripts/stack.sh;
 #      kept between runs, so only the first run pays for initdb), then
 #      bench_download: GET /download vs a plain file-to-socket copy,
@@ -89,7 +90,7 @@ trap 'exit 143' TERM
 log "building (Release) in $build_dir"
 if ! { cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release &&
     cmake --build "$build_dir" -j "${BUILD_JOBS:-2}" --target occore opencode-api opencode-worker \
-        opencode-janitor; } \
+        opencode-janitor bench_gateway; } \
     >"$tmp/build.log" 2>&1; then
     cat "$tmp/build.log" >&2
     log "build failed"
@@ -109,6 +110,11 @@ failed=()
 log "bench_parse"
 if ! "$build_dir/bench_parse" | tee "$tmp/parse.out"; then
     failed+=(bench_parse)
+fi
+
+log "bench_gateway"
+if ! "$build_dir/tests/bench_gateway" | tee "$tmp/gateway.out"; then
+    failed+=(bench_gateway)
 fi
 
 if ((download)); then
@@ -152,10 +158,10 @@ fi
 echo
 echo "Summary (ratios against a baseline measured in this run):"
 misses=0
-touch "$tmp/parse.out" "$tmp/download.out" "$tmp/idle.out" "$tmp/live.out" \
-    "$tmp/janitor.out" "$tmp/api.out"
-grep -h '^RESULT ' "$tmp/parse.out" "$tmp/download.out" "$tmp/idle.out" "$tmp/live.out" \
-    "$tmp/janitor.out" "$tmp/api.out" \
+touch "$tmp/parse.out" "$tmp/gateway.out" "$tmp/download.out" "$tmp/idle.out" \
+    "$tmp/live.out" "$tmp/janitor.out" "$tmp/api.out"
+grep -h '^RESULT ' "$tmp/parse.out" "$tmp/gateway.out" "$tmp/download.out" "$tmp/idle.out" \
+    "$tmp/live.out" "$tmp/janitor.out" "$tmp/api.out" \
     >"$tmp/results" || true
 printf '  %-38s %10s  %-8s %s\n' metric value target status
 while read -r _ name value target; do
