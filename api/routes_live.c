@@ -156,13 +156,16 @@ static long long live_stream(struct api_req *r, const char *job_id, long long af
     struct live_waiter w;
     unsigned long seen = 0;
     live_watch(r->api->live, &w, job_id);
-    for (;;) {
-        int sent = live_send_events(r, job_id, &after);
-        if (sent != 0)
-            break;
+    /* The database is read again only when the job's events woke us (or
+     * the listener reconnected and woke everyone): an idle stream costs
+     * a keep-alive write, never a query. */
+    int sent = live_send_events(r, job_id, &after);
+    while (sent == 0) {
         int woke = live_wait(r->api->live, &w, &seen, r->cfg->api_sse_keepalive_ms);
         if (woke < 0 || (woke == 0 && live_write(r, ": keep-alive\n\n") != 0))
             break;
+        if (woke > 0)
+            sent = live_send_events(r, job_id, &after);
     }
     live_unwatch(r->api->live, &w);
     return after;
