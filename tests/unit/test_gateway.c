@@ -430,13 +430,17 @@ static void test_usage_scan(void)
     /* One line far longer than the window (a long JSON answer): the
      * usage at its end is still read, in any piece size. */
     size_t pad = 3 * GW_SCAN_WINDOW + 17;
-    char *big = malloc(pad + 200);
     static const char head[] = "{\"choices\":[{\"message\":{\"content\":\"";
+    static const char tail[] = "\"}}],\"usage\":{\"prompt_tokens\":123456,"
+                               "\"completion_tokens\":7890}}";
     const size_t hl = sizeof(head) - 1;
+    char *big = malloc(hl + pad + sizeof(tail));
+    CHECK(big != NULL);
+    if (big == NULL)
+        return;
     memcpy(big, head, hl);
     memset(big + hl, 'x', pad);
-    strcpy(big + hl + pad, "\"}}],\"usage\":{\"prompt_tokens\":123456,"
-                           "\"completion_tokens\":7890}}");
+    memcpy(big + hl + pad, tail, sizeof(tail));
     check_scan(GW_AUTH_BEARER, big, 123456, 7890);
     free(big);
 }
