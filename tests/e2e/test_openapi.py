@@ -111,7 +111,7 @@ def conformance_problems(method, target, status, content_type, body):
     path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
     resp, why = expected_response(method, path, status)
     if resp is None:
-        return [why]
+        return ["%s [%s, %s: %r]" % (why, target[:200], content_type, (body or "")[:200])]
     content = resp.get("content") or {}
     where = "%s %s -> %d" % (method, target[:200], status)
     if not content or method == "HEAD":
