@@ -295,6 +295,31 @@ class AbuseTest(harness.ServiceTest):
         self.assertEqual(s.scalar("SELECT max_active_sessions IS NULL FROM api_keys "
                                   "WHERE id = '%s'" % kid), "t")
 
+    def test_expired_sessions_do_not_count(self):
+        # No janitor runs here: a session past its expiry stays 'active' in
+        # the table (and in key_usage's counters), yet frees its place and
+        # its bytes at once.
+        s = self.svc
+        kid, key = self.new_key("expired-quota")
+        r = self.keys_set(kid, "max_active_sessions=2", "max_stored_bytes=1000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        first = self.session(key, "a" * 500)
+        self.session(key, "b" * 400)
+        body = {"files": [{"path": "c.txt", "content": "c" * 100}]}
+        self.assertQuota(s.request("POST", "/session", body, key=key), "max_active_sessions", 60)
+        s.sql("UPDATE sessions SET expires_at = now() - interval '1 s' WHERE id = '%s'" % first)
+        self.assertEqual(s.scalar("SELECT active_sessions FROM key_usage WHERE key_id = '%s'"
+                                  % kid), "2")
+        self.assertEqual(s.request("POST", "/session", body, key=key).status, 200)
+        # 1000 bytes counted, 500 of them expired: 500 more fit only once
+        # the expired session is subtracted, 501 do not fit even then.
+        self.assertQuota(s.request("POST", "/session", body, key=key), "max_active_sessions", 60)
+        self.assertEqual(self.keys_set(kid, "max_active_sessions=3").returncode, 0)
+        big = {"files": [{"path": "d.txt", "content": "d" * 501}]}
+        self.assertQuota(s.request("POST", "/session", big, key=key), "max_stored_bytes", 60)
+        self.assertEqual(s.request("POST", "/session", {"files": [
+            {"path": "d.txt", "content": "d" * 500}]}, key=key).status, 200)
+
     def test_queued_jobs_quota(self):
         s = self.svc
         kid, key = self.new_key("jobs-quota")
