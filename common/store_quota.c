@@ -6,9 +6,9 @@
  */
 #include "store_internal.h"
 
-/* A key's session limits and what its active sessions hold: key_usage's
- * counters (kept by triggers, migration 014), one row per key, whatever
- * it holds. They still count active sessions past their expiry that the
+/* A key's session limits and what its active sessions hold: the sum of
+ * its key_usage_shards counters (kept by triggers, migrations 014 and 016),
+ * at most 16 rows per key, whatever it holds. They still count active sessions past their expiry that the
  * janitor has not marked yet, so they are an upper bound: a creation that
  * fits under it is allowed at once, and only one that does not asks
  * st_quota_expired what to subtract. A key without a row (none should
@@ -16,11 +16,11 @@
  * limits, i.e. the defaults. */
 DB_STMT(st_quota_session, "quota.session", 1,
     "SELECT k.max_active_sessions, k.max_stored_bytes,"
-    " coalesce(u.active_sessions, 0) AS used_sessions,"
-    " coalesce(u.stored_bytes, 0) AS used_bytes "
+    " coalesce(u.sessions, 0) AS used_sessions, coalesce(u.bytes, 0) AS used_bytes "
     "FROM (SELECT $1::text AS id) q "
     "LEFT JOIN api_keys k ON k.id = q.id "
-    "LEFT JOIN key_usage u ON u.key_id = q.id");
+    "CROSS JOIN (SELECT sum(active_sessions)::bigint AS sessions,"
+    "  sum(stored_bytes)::bigint AS bytes FROM key_usage_shards WHERE key_id = $1) u");
 /* The key's active sessions already past their expiry (a handful at most,
  * found by sessions_key_expiry_idx in expiry order; the ORDER BY keeps the
  * planner off the key's other indexes, which would visit every session of
@@ -31,9 +31,10 @@ DB_STMT(st_quota_expired, "quota.expired", 1,
     " AND expires_at <= now() ORDER BY api_key_id, expires_at) x");
 /* A key's job limit and its queued and running jobs. */
 DB_STMT(st_quota_job, "quota.job", 1,
-    "SELECT k.max_queued_jobs, coalesce(u.open_jobs, 0) AS used_jobs "
+    "SELECT k.max_queued_jobs, coalesce(u.jobs, 0) AS used_jobs "
     "FROM (SELECT $1::text AS id) q LEFT JOIN api_keys k ON k.id = q.id "
-    "LEFT JOIN key_usage u ON u.key_id = q.id");
+    "CROSS JOIN (SELECT sum(open_jobs)::bigint AS jobs FROM key_usage_shards"
+    "  WHERE key_id = $1) u");
 
 const char *store_quota_name(enum store_quota q)
 {

@@ -764,6 +764,43 @@ static void test_key_usage(struct db *db)
               "1/60/0");
 }
 
+/* Creations of one key on two connections never wait for each other:
+ * each adds to the key_usage_shards row of its own backend (migration
+ * 016), while an open one on the same row would hold the other until its
+ * commit. statement_timeout turns such a wait into a failure. */
+static void test_key_usage_shards(void)
+{
+    static const char ins[] =
+        "INSERT INTO sessions (id, api_key_id, ttl_seconds, expires_at, input_file_count,"
+        " input_bytes) VALUES ($1, 'key_s', 600, now() + interval '600 s', 1, 7)";
+    PGconn *other = NULL;
+    for (int i = 0; i < 64 && other == NULL; i++) {
+        other = PQconnectdb(test_url);
+        if (PQbackendPID(other) % 16 == PQbackendPID(raw) % 16) {
+            PQfinish(other);
+            other = NULL;
+        }
+    }
+    CHECK(other != NULL);
+    if (other == NULL)
+        return;
+    char s1[ID_HEX_LEN + 1], s2[ID_HEX_LEN + 1], buf[64];
+    CHECK(id_new(s1) == 0 && id_new(s2) == 0);
+    CHECK(raw_exec("BEGIN", NULL) == 0 && raw_exec(ins, s1) == 0);
+    const char *p2[] = { s2 };
+    PQclear(PQexec(other, "SET statement_timeout = '5s'"));
+    PGresult *r = PQexecParams(other, ins, 1, NULL, p2, NULL, NULL, 0);
+    CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(other);
+    CHECK(raw_exec("COMMIT", NULL) == 0);
+    CHECK_STR(raw_value("SELECT count(*) || '/' || sum(active_sessions) || '/' ||"
+                        " sum(stored_bytes) FROM key_usage_shards WHERE key_id = $1",
+                        "key_s", buf, sizeof(buf)), "2/2/14");
+    CHECK_STR(raw_value("SELECT active_sessions || '/' || stored_bytes FROM key_usage"
+                        " WHERE key_id = $1", "key_s", buf, sizeof(buf)), "2/14");
+}
+
 /* A running job asked to stop whose worker went away: the janitor records
  * it cancelled when the lease runs out (not re-queued). */
 static void test_reap_cancelled(struct db *db)
@@ -821,6 +858,7 @@ int main(void)
     test_prune_outputs(db);
     test_events_and_cancel(db, url);
     test_key_usage(db);
+    test_key_usage_shards();
     test_reap_cancelled(db);
     PQfinish(raw);
     db_free(db);
