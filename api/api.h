@@ -149,11 +149,12 @@ int api_read_json(struct api_req *r, size_t max, cJSON **out);
 int api_read_body(struct api_req *r, size_t max, char **out, size_t *len);
 
 /*
- * Checks the caller's quotas before creating a session of new_bytes input
- * bytes, or a job. Returns 0, or the status after answering 429
+ * Checks the caller's quotas before it holds new_sessions (0 or 1) more
+ * sessions and new_bytes more input bytes (a new session, or an edit that
+ * grows one), or a job. Returns 0, or the status after answering 429
  * quota_exceeded (with Retry-After and the quota's name) or 503.
  */
-int api_quota_session(struct api_req *r, int64_t new_bytes);
+int api_quota_session(struct api_req *r, int new_sessions, int64_t new_bytes);
 int api_quota_job(struct api_req *r);
 
 /* Wakes the outbox relay (a job was queued). */

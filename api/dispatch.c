@@ -295,14 +295,15 @@ static int api_quota_answer(struct api_req *r, int rc, const struct store_quota_
     return status;
 }
 
-int api_quota_session(struct api_req *r, int64_t new_bytes)
+int api_quota_session(struct api_req *r, int new_sessions, int64_t new_bytes)
 {
     struct db *db = api_db(r);
     if (db == NULL)
         return 503;
     struct store_quota_limits def = api_quota_defaults(r->cfg);
     struct store_quota_hit hit;
-    return api_quota_answer(r, store_quota_session(db, r->key_id, &def, new_bytes, &hit), &hit);
+    return api_quota_answer(r, store_quota_session(db, r->key_id, &def, new_sessions, new_bytes,
+                                                     &hit), &hit);
 }
 
 int api_quota_job(struct api_req *r)

@@ -180,7 +180,7 @@ int api_session_create_archive(struct api_req *r)
     int status = files_unpack(r, id, &files);
     struct db *db = NULL;
     if (status == 0)
-        status = api_quota_session(r, files.bytes);
+        status = api_quota_session(r, 1, files.bytes);
     if (status == 0 && (db = api_db(r)) == NULL)
         status = 503;
     if (status == 0) {
@@ -344,9 +344,11 @@ static int files_walk_over(struct api_req *r, int rc)
     return files_check_totals(r, &over);
 }
 
-/* Steps 2 and 3 of the header: copy, change, manifest, record. */
+/* Steps 2 and 3 of the header: copy, change, manifest, record. An edit
+ * that grows the session past old_bytes must fit the key's stored-bytes
+ * quota as a new session would (one that shrinks it always may). */
 static int files_stage(struct api_req *r, struct db *db, const char *sid, const char *cur,
-                       const char *staging, const struct files_edit *ed)
+                       const char *staging, const struct files_edit *ed, int64_t old_bytes)
 {
     /* The copy is not bounded by the session limits: a job's outputs may
      * exceed them (the worker has limits of its own), and a DELETE must be
@@ -377,6 +379,8 @@ static int files_stage(struct api_req *r, struct db *db, const char *sid, const 
         status = api_fail(r, ERR_INTERNAL, "could not list the session files");
     else
         status = files_check_totals(r, &list);
+    if (status == 0 && list.bytes > old_bytes)
+        status = api_quota_session(r, 0, list.bytes - old_bytes);
     if (status == 0) {
         rc = store_files_edit_record(db, sid, list.v, list.n, list.bytes);
         if (rc != STORE_OK)
@@ -413,7 +417,8 @@ static int files_edit(struct api_req *r, const char *sid, const struct files_edi
     if (db == NULL)
         return 503;
     char current[ID_HEX_LEN + 1], rnd[ID_HEX_LEN + 1];
-    int rc = store_files_edit_begin(db, sid, r->key_id, current);
+    int64_t old_bytes = 0;
+    int rc = store_files_edit_begin(db, sid, r->key_id, current, &old_bytes);
     if (rc == STORE_CONFLICT)
         return api_fail(r, ERR_SESSION_BUSY, "a job of this session is queued or running; "
                                              "change its files once the job has finished");
@@ -428,7 +433,7 @@ static int files_edit(struct api_req *r, const char *sid, const struct files_edi
         return api_fail(r, ERR_INTERNAL, "internal error");
     }
     snprintf(staging, sizeof(staging), "%s/edit-%s", dir, rnd);
-    int status = files_stage(r, db, sid, cur, staging, ed);
+    int status = files_stage(r, db, sid, cur, staging, ed, old_bytes);
     if (status == 0)
         status = files_publish(r, db, staging, input);
     else

@@ -167,7 +167,7 @@ int api_session_create(struct api_req *r)
     enum session_req_rc rc = session_req_check(req, &lim, &ns, detail, sizeof(detail));
     if (rc != SREQ_OK) {
         status = api_session_refuse(r, rc, detail);
-    } else if ((status = api_quota_session(r, ns.bytes)) == 0) {
+    } else if ((status = api_quota_session(r, 1, ns.bytes)) == 0) {
         struct db *db = api_db(r);
         status = db ? session_store(r, &ns, db) : 503;
     }

@@ -443,8 +443,9 @@ struct store_quota_hit {
 };
 
 /*
- * Whether key_id may create one more session holding new_bytes input bytes
- * (store_quota_session) or queue one more job (store_quota_job): STORE_OK,
+ * Whether key_id may hold new_sessions (0 or 1) more sessions and
+ * new_bytes more input bytes (store_quota_session: a new session, or an
+ * edit that grows one) or queue one more job (store_quota_job): STORE_OK,
  * or STORE_LIMIT with *hit filled. These read; the create that follows
  * writes in its own transaction, so requests of one key that run at the
  * same moment can all pass the check: a key may overshoot a quota by its
@@ -452,7 +453,7 @@ struct store_quota_hit {
  * so the overshoot is bounded).
  */
 int store_quota_session(struct db *db, const char *key_id, const struct store_quota_limits *def,
-                        int64_t new_bytes, struct store_quota_hit *hit);
+                        int new_sessions, int64_t new_bytes, struct store_quota_hit *hit);
 int store_quota_job(struct db *db, const char *key_id, const struct store_quota_limits *def,
                     struct store_quota_hit *hit);
 
@@ -710,8 +711,9 @@ int store_files_current(struct db *db, const char *session_id, const char *key_i
  * store.h lock order) and answers STORE_CONFLICT while a job of it is
  * queued or running (submitting or claiming a job waits for the lock), or
  * STORE_NOT_FOUND; on STORE_OK the transaction stays open with the lock
- * held and current_job gets the job whose outputs are the current files
- * ("" = the input folder). store_files_edit_record() replaces the
+ * held, current_job gets the job whose outputs are the current files
+ * ("" = the input folder) and *input_bytes the session's input_bytes (what
+ * its quota counts now). store_files_edit_record() replaces the
  * session's manifest with files[0..n) (the new current files, which the
  * caller has put in the input folder), sets input_file_count and
  * input_bytes to their totals, current_job_id to NULL and files_edited_at.
@@ -719,7 +721,7 @@ int store_files_current(struct db *db, const char *session_id, const char *key_i
  * error of the others, the caller ends with commit = 0.
  */
 int store_files_edit_begin(struct db *db, const char *session_id, const char *key_id,
-                           char current_job[ID_HEX_LEN + 1]);
+                           char current_job[ID_HEX_LEN + 1], int64_t *input_bytes);
 int store_files_edit_record(struct db *db, const char *session_id,
                             const struct store_file *files, size_t n, int64_t total_bytes);
 int store_files_edit_end(struct db *db, int commit);

@@ -36,7 +36,7 @@ DB_STMT(st_files_input, "files.input", 1,
 /* Lock, then look for a queued or running job in a statement of its own
  * (a snapshot taken after the lock: see session.delete.lock). */
 DB_STMT(st_files_edit_lock, "files.edit.lock", 2,
-    "SELECT coalesce(current_job_id, '') AS current FROM sessions "
+    "SELECT coalesce(current_job_id, '') AS current, input_bytes FROM sessions "
     "WHERE id = $1 AND " FILES_SESSION_VISIBLE " FOR UPDATE");
 DB_STMT(st_files_edit_busy, "files.edit.busy", 1,
     "SELECT EXISTS (SELECT 1 FROM jobs WHERE session_id = $1"
@@ -123,7 +123,7 @@ int store_files_current(struct db *db, const char *session_id, const char *key_i
 }
 
 int store_files_edit_begin(struct db *db, const char *session_id, const char *key_id,
-                           char current_job[ID_HEX_LEN + 1])
+                           char current_job[ID_HEX_LEN + 1], int64_t *input_bytes)
 {
     const char *p[] = { session_id, key_id };
     int rc = db_begin(db);
@@ -140,6 +140,7 @@ int store_files_edit_begin(struct db *db, const char *session_id, const char *ke
         return STORE_NOT_FOUND;
     }
     store_copy(current_job, ID_HEX_LEN + 1, res, 0, "current");
+    *input_bytes = db_get_ll(res, 0, "input_bytes");
     db_clear(res);
     res = db_run(db, &st_files_edit_busy, p, &rc);
     if (res == NULL) {

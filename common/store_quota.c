@@ -80,18 +80,30 @@ static int store_quota_expired(struct db *db, const char *key_id, int64_t *n, in
     return rc;
 }
 
-/* Either session quota over with sessions and bytes in use. */
+/* What a session request adds: sessions (0 or 1) and bytes. */
+struct store_quota_more {
+    int     sessions;
+    int64_t bytes;
+};
+
+/* Either session quota over with sessions and bytes in use. A request
+ * adding no session (an edit) is never refused for the session count,
+ * nor one adding no bytes for the bytes. */
 static int store_quota_session_over(const struct pg_result *res,
                                     const struct store_quota_limits *def, int64_t sessions,
-                                    int64_t bytes, int64_t new_bytes, struct store_quota_hit *hit)
+                                    int64_t bytes, struct store_quota_more more,
+                                    struct store_quota_hit *hit)
 {
-    return store_quota_over(res, STORE_QUOTA_ACTIVE_SESSIONS, def, sessions, 1, hit) ||
-           store_quota_over(res, STORE_QUOTA_STORED_BYTES, def, bytes, new_bytes, hit);
+    return (more.sessions > 0 && store_quota_over(res, STORE_QUOTA_ACTIVE_SESSIONS, def,
+                                                  sessions, more.sessions, hit)) ||
+           (more.bytes > 0 && store_quota_over(res, STORE_QUOTA_STORED_BYTES, def, bytes,
+                                               more.bytes, hit));
 }
 
 int store_quota_session(struct db *db, const char *key_id, const struct store_quota_limits *def,
-                        int64_t new_bytes, struct store_quota_hit *hit)
+                        int new_sessions, int64_t new_bytes, struct store_quota_hit *hit)
 {
+    const struct store_quota_more more = { new_sessions, new_bytes };
     const char *p[] = { key_id };
     int rc;
     struct pg_result *res = db_run(db, &st_quota_session, p, &rc);
@@ -104,9 +116,9 @@ int store_quota_session(struct db *db, const char *key_id, const struct store_qu
         bytes = db_get_ll(res, 0, "used_bytes");
     }
     /* Over the upper bound: recount without the expired, exactly. */
-    if (rc == STORE_OK && store_quota_session_over(res, def, sessions, bytes, new_bytes, hit) &&
+    if (rc == STORE_OK && store_quota_session_over(res, def, sessions, bytes, more, hit) &&
         (rc = store_quota_expired(db, key_id, &gone_n, &gone_b)) == STORE_OK &&
-        store_quota_session_over(res, def, sessions - gone_n, bytes - gone_b, new_bytes, hit))
+        store_quota_session_over(res, def, sessions - gone_n, bytes - gone_b, more, hit))
         rc = STORE_LIMIT;
     db_clear(res);
     return rc;

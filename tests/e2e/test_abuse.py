@@ -364,6 +364,35 @@ class AbuseTest(harness.ServiceTest):
         self.assertQuota(r, "max_stored_bytes", 60)
         self.assertEqual(r.json()["limit"], 1024 * 1024)
 
+    def test_file_edits_count_against_stored_bytes(self):
+        # PUT /session/files may not grow a key past max_stored_bytes (what
+        # POST /session may not either); shrinking is always allowed, and
+        # a key at its session count may still edit.
+        s = self.svc
+        kid, key = self.new_key("edit-quota")
+        r = self.keys_set(kid, "max_stored_bytes=1000", "max_active_sessions=1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sid = self.session(key, "a" * 600)
+        put = "/session/files?session_id=" + sid
+        before = self.counts()
+        r = s.request("PUT", put, {"files": [{"path": "b.txt", "content": "b" * 401}]}, key=key)
+        self.assertQuota(r, "max_stored_bytes", 60)
+        self.assertEqual(r.json()["limit"], 1000)
+        self.assertEqual(self.counts(), before)
+        self.assertEqual(s.scalar("SELECT input_bytes FROM sessions WHERE id = '%s'" % sid),
+                         "600")
+        r = s.request("PUT", put, {"files": [{"path": "b.txt", "content": "b" * 400}]}, key=key)
+        self.assertEqual(r.status, 200, r)
+        # replacing a.txt by a larger one: 600 -> 601 goes over
+        r = s.request("PUT", put, {"files": [{"path": "a.txt", "content": "a" * 601}]}, key=key)
+        self.assertQuota(r, "max_stored_bytes", 60)
+        r = s.request("DELETE", put + "&file_path=b.txt", key=key)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(s.scalar("SELECT stored_bytes FROM key_usage WHERE key_id = '%s'"
+                                  % kid), "600")
+        r = s.request("PUT", put, {"files": [{"path": "a.txt", "content": "a" * 10}]}, key=key)
+        self.assertEqual(r.status, 200, r)
+
     def test_keys_set_refuses_bad_input_and_covers_bootstrap(self):
         s = self.svc
         kid, _ = self.new_key("set-errors")

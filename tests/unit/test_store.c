@@ -731,15 +731,20 @@ static void test_key_usage(struct db *db)
     CHECK(id_new(s1) == 0 && id_new(s2) == 0 && id_new(j1) == 0);
     struct store_new_session n1 = { s1, "key_u", 600, &f, 1, 60 };
     struct store_new_session n2 = { s2, "key_u", 600, &f, 1, 60 };
-    CHECK(store_quota_session(db, "key_u", &def, 60, &hit) == STORE_OK);
+    CHECK(store_quota_session(db, "key_u", &def, 1, 60, &hit) == STORE_OK);
     CHECK(store_session_create(db, &n1, &out) == STORE_OK);
     /* 60 + 60 bytes > 100 */
-    CHECK(store_quota_session(db, "key_u", &def, 60, &hit) == STORE_LIMIT);
+    CHECK(store_quota_session(db, "key_u", &def, 1, 60, &hit) == STORE_LIMIT);
     CHECK(hit.quota == STORE_QUOTA_STORED_BYTES && hit.used == 60);
-    CHECK(store_quota_session(db, "key_u", &def, 10, &hit) == STORE_OK);
+    CHECK(store_quota_session(db, "key_u", &def, 1, 10, &hit) == STORE_OK);
     CHECK(store_session_create(db, &n2, &out) == STORE_OK);
-    CHECK(store_quota_session(db, "key_u", &def, 0, &hit) == STORE_LIMIT);
+    CHECK(store_quota_session(db, "key_u", &def, 1, 0, &hit) == STORE_LIMIT);
     CHECK(hit.quota == STORE_QUOTA_ACTIVE_SESSIONS && hit.used == 2);
+    /* An edit adds no session: only the bytes it adds count (n2 went in
+     * unchecked, so the key already holds 120 of its 100). */
+    CHECK(store_quota_session(db, "key_u", &def, 0, 0, &hit) == STORE_OK);
+    CHECK(store_quota_session(db, "key_u", &def, 0, 1, &hit) == STORE_LIMIT);
+    CHECK(hit.quota == STORE_QUOTA_STORED_BYTES && hit.used == 120);
 
     struct store_new_job nj = { .job_id = j1, .session_id = s1, .key_id = "key_u",
                                 .prompt = "p", .model = "m", .timeout_s = 60 };
@@ -757,7 +762,7 @@ static void test_key_usage(struct db *db)
     CHECK(raw_exec("UPDATE sessions SET expires_at = now() - interval '1 second'"
                    " WHERE id = $1", s2) == 0);
     def.max[STORE_QUOTA_ACTIVE_SESSIONS] = 1;
-    CHECK(store_quota_session(db, "key_u", &def, 100, &hit) == STORE_OK);
+    CHECK(store_quota_session(db, "key_u", &def, 1, 100, &hit) == STORE_OK);
     char buf[64];
     CHECK_STR(raw_value("SELECT active_sessions || '/' || stored_bytes || '/' || open_jobs"
                         " FROM key_usage WHERE key_id = $1", "key_u", buf, sizeof(buf)),
