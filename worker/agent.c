@@ -268,7 +268,7 @@ static int agent_push_bridge(const struct agent_spec *spec, const struct sandbox
                              struct agent_argv *a)
 {
     static const char script[] =
-        "/usr/bin/socat TCP-LISTEN:" GATEWAY_BRIDGE_PORT_STR
+        GATEWAY_BRIDGE_BIN " TCP-LISTEN:" GATEWAY_BRIDGE_PORT_STR
         ",bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:" GATEWAY_SANDBOX_SOCK " & "
         "i=0; while [ $i -lt 500 ] && ! grep -qi ':" GATEWAY_BRIDGE_PORT_HEX " ' /proc/net/tcp; "
         "do sleep 0.01; i=$((i+1)); done; exec \"$@\"";

@@ -41,6 +41,10 @@
 #define GATEWAY_BRIDGE_PORT 4100
 #define GATEWAY_BRIDGE_PORT_STR "4100"
 #define GATEWAY_BRIDGE_PORT_HEX "1004"     /* as /proc/net/tcp shows it */
+/* The bridge program (Debian's socat), run inside the sandbox from the
+ * host's /usr; the worker refuses to start without it when agents get no
+ * network of their own. */
+#define GATEWAY_BRIDGE_BIN "/usr/bin/socat"
 /* Where the job's socket appears inside the sandbox. */
 #define GATEWAY_SANDBOX_SOCK "/run/oc-gateway.sock"
 /* The dummy key the agent's configuration holds. */

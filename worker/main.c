@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -78,6 +79,14 @@ static int worker_containment(struct worker *w, const struct cfg *cfg)
         log_warn("worker.shared_uid", "reason=\"not root: agents run as this user, without "
                                       "their own uid, RLIMIT_NPROC or the memory, CPU and "
                                       "process watchdog\"");
+    }
+    if (cfg->sandbox == CFG_SANDBOX_BWRAP && cfg->egress != CFG_EGRESS_OPEN &&
+        access(GATEWAY_BRIDGE_BIN, X_OK) != 0) {
+        fprintf(stderr, "opencode-worker: %s is missing (Debian package socat): agents have "
+                        "no network of their own (AGENT_EGRESS=%s), and it is their bridge "
+                        "to the provider gateway\n", GATEWAY_BRIDGE_BIN,
+                cfg->egress == CFG_EGRESS_NONE ? "none" : "allowlist");
+        return 1;
     }
     if (cfg->sandbox == CFG_SANDBOX_BWRAP) {
         w->disable_userns = sandbox_probe_disable_userns(cfg->bwrap_bin);

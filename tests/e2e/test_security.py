@@ -23,6 +23,7 @@ provider keys show in `ps`.
 import base64
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -497,6 +498,33 @@ class StartupRefusals(harness.ServiceTest):
                 p = self.run_briefly("opencode-worker", AGENT_SANDBOX=mode)
                 self.assertEqual(p.returncode, 2, p)
                 self.assertIn("AGENT_SANDBOX", p.stderr)
+
+    def test_worker_without_socat_refuses_to_start(self):
+        # In a mount namespace of this test's own, /usr/bin/socat is
+        # /dev/null (not executable): without its bridge the sandbox would
+        # have no way to the gateway, so the worker stops at once, while
+        # AGENT_EGRESS=open (no bridge needed) starts.
+        if shutil.which("unshare") is None:
+            self.skipTest("unshare (util-linux) is not installed")
+        hide = "mount --bind /dev/null /usr/bin/socat && exec \"$@\""
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh",
+                os.path.join(harness.BUILD, "opencode-worker")]
+        p = subprocess.run(argv, env=self.svc.env(), capture_output=True, text=True,
+                           timeout=30, cwd=self.svc.tmp)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("/usr/bin/socat is missing", p.stderr)
+        self.assertIn("AGENT_EGRESS=none", p.stderr)
+        log = os.path.join(self.svc.tmp, "w-open.log")
+        with open(log, "w") as out:
+            q = subprocess.Popen(argv, env=self.svc.env(AGENT_EGRESS="open", WORKER_ID="w-open"),
+                                 stdout=out, stderr=subprocess.STDOUT, cwd=self.svc.tmp)
+        try:
+            harness.wait_for(lambda: q.poll() is not None or "worker.started" in open(log).read(),
+                             30, what="worker.started")
+            self.assertIsNone(q.poll(), open(log).read())
+        finally:
+            q.terminate()
+            q.wait(30)
 
     def test_worker_without_bwrap_refuses_to_start(self):
         p = self.run_briefly("opencode-worker", AGENT_SANDBOX=None, BWRAP_BIN="/nonexistent")
