@@ -443,6 +443,8 @@ static const double ocm_startup_buckets[] = { 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30
 static const double ocm_cpu_buckets[] = { 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600 };
 static const double ocm_rss_buckets[] = { 128e6, 256e6, 512e6, 768e6, 1e9, 1.5e9, 2e9, 3e9,
                                           4e9, 8e9 };
+static const double ocm_webhook_buckets[] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                              30 };
 static const double ocm_pass_buckets[] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                                            60, 300 };
 
@@ -512,6 +514,16 @@ static const struct ocm_def ocm_defs[OCM_COUNT_] = {
         "Jobs queued, service-wide (PostgreSQL, cached up to 5 s).", NULL, NULL, 0, OCM_ALL },
     [OCM_JOBS_RUNNING] = { METRIC_GAUGE, "opencode_jobs_running",
         "Jobs running, service-wide (PostgreSQL, cached up to 5 s).", NULL, NULL, 0, OCM_ALL },
+    [OCM_WEBHOOK_ATTEMPTS] = { METRIC_COUNTER, "opencode_webhook_attempts_total",
+        "Webhook delivery attempts this janitor made, by result: delivered, retry (failed, "
+        "another attempt is due) or gave_up (failed, the retry window is over).", "result",
+        NULL, 0, OCM_FOR_JANITOR },
+    [OCM_WEBHOOK_DURATION] = { METRIC_HISTOGRAM, "opencode_webhook_attempt_duration_seconds",
+        "Time one webhook attempt took, connection to answer or error.", NULL,
+        OCM_B(ocm_webhook_buckets), OCM_FOR_JANITOR },
+    [OCM_WEBHOOKS_PENDING] = { METRIC_GAUGE, "opencode_webhooks_pending",
+        "Webhook deliveries neither delivered nor given up, service-wide (PostgreSQL, cached "
+        "up to 5 s).", NULL, NULL, 0, OCM_ALL },
 };
 
 struct metric *ocm(enum ocm id)

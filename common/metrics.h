@@ -97,6 +97,9 @@ enum ocm {
     OCM_JOBS_RUNNING,            /* all: gauge */
     OCM_AGENT_CPU,               /* worker: histogram, CPU seconds of a job's agent */
     OCM_AGENT_PEAK_RSS,          /* worker: histogram, peak resident bytes of a job's agent */
+    OCM_WEBHOOK_ATTEMPTS,        /* janitor: counter {result} */
+    OCM_WEBHOOK_DURATION,        /* janitor: histogram, one attempt */
+    OCM_WEBHOOKS_PENDING,        /* all: gauge (PostgreSQL, cached) */
     OCM_COUNT_
 };
 

@@ -49,6 +49,7 @@ static void metrics_refresh_db(struct metrics *r, void *arg)
         return;
     }
     metric_set(ocm(OCM_OUTBOX_BACKLOG), NULL, (double)st.outbox_backlog);
+    metric_set(ocm(OCM_WEBHOOKS_PENDING), NULL, (double)st.webhooks_pending);
     metric_set(ocm(OCM_OUTBOX_OLDEST_AGE), NULL, st.outbox_oldest_age_s);
     metric_set(ocm(OCM_JOBS_QUEUED), NULL, (double)st.jobs_queued);
     metric_set(ocm(OCM_JOBS_RUNNING), NULL, (double)st.jobs_running);

@@ -497,6 +497,7 @@ struct store_queue_stats {
     double    outbox_oldest_age_s;  /* age of the oldest row; 0 when none */
     long long jobs_queued;
     long long jobs_running;
+    long long webhooks_pending;     /* neither delivered nor given up */
 };
 int store_queue_stats(struct db *db, struct store_queue_stats *out);
 

@@ -16,7 +16,9 @@ DB_STMT(st_queue_stats, "metrics.queue_stats", 0,
     " coalesce((SELECT extract(epoch FROM now() - min(created_at)) FROM job_outbox), 0)"
     "   ::double precision AS oldest_s,"
     " (SELECT count(*) FROM jobs WHERE status = 'queued') AS queued,"
-    " (SELECT count(*) FROM jobs WHERE status = 'running') AS running");
+    " (SELECT count(*) FROM jobs WHERE status = 'running') AS running,"
+    " (SELECT count(*) FROM webhook_deliveries"
+    "   WHERE delivered_at IS NULL AND gave_up_at IS NULL) AS webhooks_pending");
 DB_STMT(st_queue_wait, "metrics.queue_wait", 1,
     "SELECT extract(epoch FROM started_at - created_at)::double precision AS wait_s "
     "FROM jobs WHERE id = $1 AND started_at IS NOT NULL");
@@ -36,6 +38,7 @@ int store_queue_stats(struct db *db, struct store_queue_stats *out)
     out->outbox_oldest_age_s = oldest ? strtod(oldest, NULL) : 0;
     out->jobs_queued = db_get_ll(res, 0, "queued");
     out->jobs_running = db_get_ll(res, 0, "running");
+    out->webhooks_pending = db_get_ll(res, 0, "webhooks_pending");
     db_clear(res);
     return STORE_OK;
 }

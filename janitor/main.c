@@ -38,6 +38,9 @@ int main(int argc, char **argv)
         metric_touch(ocm(OCM_JANITOR_ROWS), METRIC_LABELS(steps[i]));
     metric_touch(ocm(OCM_JANITOR_PASSES), METRIC_LABELS("leader"));
     metric_touch(ocm(OCM_JANITOR_PASSES), METRIC_LABELS("follower"));
+    static const char *const results[] = { "delivered", "retry", "gave_up" };
+    for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++)
+        metric_touch(ocm(OCM_WEBHOOK_ATTEMPTS), METRIC_LABELS(results[i]));
 
     struct db *db = db_new(cfg.database_url, "opencode-janitor");
     struct mq *mq = NULL;

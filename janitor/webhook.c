@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "render.h"
 #include "store.h"
 #include "timefmt.h"
@@ -213,12 +214,14 @@ static int webhook_one(struct webhook_sender *w)
     int gave_up = 0;
     long retry_in = 0;
     rc = store_webhook_record(w->db, &d, &r, &gave_up, &retry_in);
+    const char *result = ok ? "delivered" : gave_up ? "gave_up" : "retry";
+    int64_t took_ms = time_mono_ms() - start;
+    metric_add(ocm(OCM_WEBHOOK_ATTEMPTS), METRIC_LABELS(result), 1);
+    metric_observe(ocm(OCM_WEBHOOK_DURATION), NULL, (double)took_ms / 1000.0);
     log_msg(ok ? LOG_INFO : LOG_WARN, "webhook.attempt",
             "job=%s delivery=%s attempt=%d status=%ld result=%s duration_ms=%lld "
-            "retry_in_s=%ld error=\"%s\"", d.job_id, d.id, d.attempt, t.http_status,
-            ok ? "delivered" : gave_up ? "gave_up" : "retry",
-            (long long)(time_mono_ms() - start), ok || gave_up ? 0 : retry_in,
-            LOG_ESC(t.error));
+            "retry_in_s=%ld error=\"%s\"", d.job_id, d.id, d.attempt, t.http_status, result,
+            (long long)took_ms, ok || gave_up ? 0 : retry_in, LOG_ESC(t.error));
     store_webhook_due_free(&d);
     return rc == STORE_OK || rc == STORE_NOT_FOUND ? 1 : -1;
 }

@@ -8,6 +8,7 @@ import http.client
 import os
 import sys
 import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -54,7 +55,7 @@ def names(samples):
 
 
 COMMON = ["opencode_build_info", "opencode_outbox_backlog", "opencode_outbox_oldest_age_seconds",
-          "opencode_jobs_queued", "opencode_jobs_running"]
+          "opencode_jobs_queued", "opencode_jobs_running", "opencode_webhooks_pending"]
 
 
 @__import__("unittest").skipIf(text_string_to_metric_families is None,
@@ -163,8 +164,11 @@ class Metrics(harness.ServiceTest):
     def test_janitor_passes_and_queue_gauges(self):
         first, types = scrape(self.ports["janitor"])
         for n in COMMON + ["opencode_janitor_pass_duration_seconds",
-                           "opencode_janitor_rows", "opencode_janitor_passes"]:
+                           "opencode_janitor_rows", "opencode_janitor_passes",
+                           "opencode_webhook_attempts", "opencode_webhook_attempt_duration_seconds"]:
             self.assertIn(n, types, n)
+        for result in ("delivered", "retry", "gave_up"):
+            self.assertEqual(value(first, "opencode_webhook_attempts_total", result=result), 0)
         for step in ("requeued", "failed", "expired", "removed", "pruned", "republished",
                      "published", "outputs_pruned"):
             self.assertIsNotNone(value(first, "opencode_janitor_rows_total", step=step), step)
@@ -178,6 +182,23 @@ class Metrics(harness.ServiceTest):
         # Queue gauges come from PostgreSQL (nothing waits in this service).
         self.assertEqual(value(later, "opencode_jobs_queued"), 0)
         self.assertEqual(value(later, "opencode_outbox_backlog"), 0)
+        # A delivery not yet due (its row made here, as a job's end makes
+        # one): the pending gauge counts it once the cache is re-read.
+        s = self.svc
+        # An ended job of its own, made in SQL: a submitted one would run.
+        sid = s.create_session({"a.txt": "x"})["session_id"]
+        jid = uuid.uuid4().hex
+        s.sql("INSERT INTO jobs (id, session_id, prompt, model, timeout_s, status, finished_at)"
+              " VALUES ('%s', '%s', 'x', 'm/x', 60, 'succeeded', now())" % (jid, sid))
+        s.sql("INSERT INTO webhook_deliveries (id, job_id, key_id, url, job_status,"
+              " next_attempt_at) VALUES ('msg_%s', '%s', 'bootstrap', 'http://127.0.0.1:9/',"
+              " 'succeeded', now() + interval '1 hour')" % (jid, jid))
+        try:
+            harness.wait_for(lambda: value(scrape(self.ports["janitor"])[0],
+                                           "opencode_webhooks_pending") == 1, 15,
+                             what="opencode_webhooks_pending = 1")
+        finally:
+            s.sql("DELETE FROM jobs WHERE id = '%s'" % jid)
 
     def test_queue_gauges_cached(self):
         """Gauges are re-read at most every 5 s: a job queued now shows up

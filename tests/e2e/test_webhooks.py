@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import script_prompt, wait_for  # noqa: E402
+from test_metrics import scrape, text_string_to_metric_families, value  # noqa: E402
 
 API_BIN = os.path.join(harness.BUILD, "opencode-api")
 JOB = script_prompt([{"text": "webhook job done"}])
@@ -87,7 +88,18 @@ class Webhooks(harness.ServiceTest):
     def setUpClass(cls):
         super().setUpClass()
         cls.key_id, cls.key, cls.secret = cls.new_key("webhooks")
-        cls.svc.start_janitor("janitor", WEBHOOK_ALLOW_PRIVATE="1")
+        cls.metrics_port = harness.free_port()
+        cls.svc.start_janitor("janitor", WEBHOOK_ALLOW_PRIVATE="1",
+                              METRICS_LISTEN="127.0.0.1:%d" % cls.metrics_port)
+        wait_for(cls.metrics_up, 30, what="the janitor's metrics listener")
+
+    @classmethod
+    def metrics_up(cls):
+        try:
+            scrape(cls.metrics_port)
+            return True
+        except OSError:
+            return False
 
     @classmethod
     def new_key(cls, name):
@@ -119,8 +131,20 @@ class Webhooks(harness.ServiceTest):
 
     # ---- delivery, retries, signature, body -----------------------------------
 
+    def attempts(self):
+        """opencode_webhook_attempts_total by result, and the attempts'
+        duration count, from the janitor's metrics."""
+        if text_string_to_metric_families is None:
+            return None
+        samples, _ = scrape(self.metrics_port)
+        out = {r: value(samples, "opencode_webhook_attempts_total", result=r)
+               for r in ("delivered", "retry", "gave_up")}
+        out["timed"] = value(samples, "opencode_webhook_attempt_duration_seconds_count")
+        return out
+
     def test_500_twice_then_delivered_signed_with_status_document(self):
         rec = Receiver([500, 500])
+        before = self.attempts()
         try:
             jid, job = self.run_job(webhook_url=rec.url)
             self.assertEqual(job["status"], "succeeded", job)
@@ -151,6 +175,10 @@ class Webhooks(harness.ServiceTest):
                              (msg_id, "3", "200", "", rec.url, "succeeded"))
             self.assertEqual(self.svc.scalar("SELECT webhook_url FROM jobs WHERE id = '%s'" % jid),
                              rec.url)
+            after = self.attempts()
+            if after is not None:
+                self.assertEqual({k: after[k] - before[k] for k in after},
+                                 {"delivered": 1, "retry": 2, "gave_up": 0, "timed": 3})
         finally:
             rec.close()
 
