@@ -16,7 +16,10 @@ and `opencode serve` with a fresh HOME and the same provider config. Then:
                 (bench_http, BENCH_HTTP_CONNS keep-alive connections,
                 BENCH_HTTP_S seconds each)
   session       POST /session with 2 small files vs opencode serve
-                POST /session
+                POST /session, and vs the filesystem: the same folders and
+                files (session, input/, input/src/, two files) made
+                directly by as many threads, next to DATA_DIR (what the
+                disk allows at best)
   rss           the api's VmRSS while 64 / 256 connections read the status
   cpu           CPU seconds per job: result_json.resources.cpu_s, and the
                 worker's own + its children's CPU (/proc/<pid>/stat)
@@ -195,6 +198,37 @@ def jobs(svc, config, runs, out):
     return jid
 
 
+def fs_layouts_per_s(parent, threads, secs):
+    """Session layouts per second that `threads` threads create directly
+    in a fresh folder under parent: mkdir <id>, <id>/input,
+    <id>/input/src, then write input/a.txt and input/src/b.py."""
+    import threading
+    import uuid
+    root = tempfile.mkdtemp(prefix="fs-ceiling-", dir=parent)
+    counts = [0] * threads
+    deadline = time.monotonic() + secs
+
+    def work(i):
+        while time.monotonic() < deadline:
+            d = os.path.join(root, uuid.uuid4().hex)
+            os.mkdir(d, 0o700)
+            os.mkdir(os.path.join(d, "input"), 0o700)
+            os.mkdir(os.path.join(d, "input", "src"), 0o755)
+            for rel, text in (("a.txt", "hello\n"), ("src/b.py", "print(1)\n")):
+                with open(os.path.join(d, "input", rel), "w") as f:
+                    f.write(text)
+            counts[i] += 1
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    took = time.monotonic() - t0
+    shutil.rmtree(root, ignore_errors=True)
+    return sum(counts) / took
+
+
 def http_figures(svc, serve, jid, out):
     conns, secs = env_int("BENCH_HTTP_CONNS", 8), env_int("BENCH_HTTP_S", 4)
     key = "X-API-Key: " + svc.api_key
@@ -212,6 +246,7 @@ def http_figures(svc, serve, jid, out):
     with open(empty, "w") as f:
         f.write("{}")
     out["serve_session_rps"] = load(serve.port, "POST", "/session", conns, secs, ctype, empty)
+    out["fs_session_rps"] = fs_layouts_per_s(os.path.dirname(svc.data_dir), conns, secs)
     for n in (64, 256):
         out["rss_%d" % n] = rss_under(svc, status_path, key, n, 3)
 
@@ -234,6 +269,10 @@ def table(o, janitor_rate):
         ("`POST /session` (2 small files)", "%.2fk req/s" % (o["session_rps"] / 1e3),
          "opencode serve `POST /session`: %.2fk" % (o["serve_session_rps"] / 1e3),
          "%.1f×" % ratio(o["session_rps"], o["serve_session_rps"]), "≥ 8×"),
+        ("`POST /session` against its disk", "%.2fk req/s" % (o["session_rps"] / 1e3),
+         "the same folders and files made directly, %s threads: %.2fk/s"
+         % (env_int("BENCH_HTTP_CONNS", 8), o["fs_session_rps"] / 1e3),
+         "%.2f×" % ratio(o["session_rps"], o["fs_session_rps"]), "—"),
         ("api RSS under 64 connections", "%.0f MiB" % o["rss_64"], "—", "—", "—"),
         ("api RSS under 256 connections", "%.0f MiB" % o["rss_256"], "—", "—", "—"),
         ("CPU seconds per job", "%.2f s (agent, result_json.resources.cpu_s); worker's own /proc: %.2f s"
@@ -276,6 +315,8 @@ def main():
                                                        out["serve_status_rps"]))
     print("RESULT api.session_vs_serve %.2f >=8" % ratio(out["session_rps"],
                                                         out["serve_session_rps"]))
+    print("RESULT api.session_vs_fs %.2f info" % ratio(out["session_rps"],
+                                                     out["fs_session_rps"]))
     print("RESULT api.rss_64_mib %.1f info" % out["rss_64"])
     print("RESULT api.rss_256_mib %.1f info" % out["rss_256"])
     print("RESULT api.cpu_s_per_job %.2f info" % out["cpu_s"])

@@ -19,8 +19,12 @@ CREATE TABLE key_usage_shards (
 );
 COMMENT ON TABLE key_usage_shards IS
     'What each key holds now, in up to 16 partial counts per key that add up to key_usage; maintained by triggers on sessions and jobs. Read key_usage instead.';
+COMMENT ON COLUMN key_usage_shards.key_id IS 'The key (api_keys.id, sessions.api_key_id).';
 COMMENT ON COLUMN key_usage_shards.shard IS
     'The writing connection''s backend pid modulo 16: which partial count a change went to.';
+COMMENT ON COLUMN key_usage_shards.active_sessions IS 'This part of key_usage.active_sessions.';
+COMMENT ON COLUMN key_usage_shards.stored_bytes IS 'This part of key_usage.stored_bytes.';
+COMMENT ON COLUMN key_usage_shards.open_jobs IS 'This part of key_usage.open_jobs.';
 
 INSERT INTO key_usage_shards (key_id, shard, active_sessions, stored_bytes, open_jobs)
 SELECT key_id, 0, active_sessions, stored_bytes, open_jobs FROM key_usage;
@@ -34,6 +38,7 @@ SELECT key_id, sum(active_sessions)::bigint AS active_sessions,
 FROM key_usage_shards GROUP BY key_id;
 COMMENT ON VIEW key_usage IS
     'Per key (sessions.api_key_id): what it holds now, the sum of its key_usage_shards rows. Sessions past expires_at that the janitor has not marked expired yet are still counted here; the quota check subtracts them.';
+COMMENT ON COLUMN key_usage.key_id IS 'The key (api_keys.id, sessions.api_key_id).';
 COMMENT ON COLUMN key_usage.active_sessions IS 'Sessions with status active.';
 COMMENT ON COLUMN key_usage.stored_bytes IS 'Sum of input_bytes of those sessions.';
 COMMENT ON COLUMN key_usage.open_jobs IS 'Jobs of the key''s sessions that are queued or running.';
