@@ -101,7 +101,7 @@ if ((!quick)); then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     run_ctest build-asan
-    log "fuzzing (tests/fuzz/run.sh, ${FUZZ_SECONDS:-30}s per fuzzer)"
+    log "fuzzing (tests/fuzz/run.sh, ${FUZZ_SECONDS:-20}s per fuzzer)"
     tests/fuzz/run.sh || failed+=("tests/fuzz/run.sh")
 fi
 if [[ -s "$OC_RECORD_RESPONSES" ]]; then

@@ -12,7 +12,7 @@
 #
 # Usage: tests/fuzz/run.sh [FUZZER...]     (default: fuzz_body fuzz_path fuzz_archive)
 # Environment:
-#   FUZZ_SECONDS    fuzzing time per fuzzer (default 30)
+#   FUZZ_SECONDS    fuzzing time per fuzzer (default 20)
 #   FUZZ_BUILD_DIR  build folder (default build-fuzz, relative to the root)
 #   FUZZ_CC         compiler (default clang)
 #   BUILD_JOBS      build parallelism (default 2)
@@ -30,7 +30,7 @@ case "${1:-}" in
     ;;
 esac
 
-fuzz_seconds="${FUZZ_SECONDS:-30}"
+fuzz_seconds="${FUZZ_SECONDS:-20}"
 [[ "$fuzz_seconds" =~ ^[0-9]+$ && "$fuzz_seconds" -ge 1 ]] || {
     log "FUZZ_SECONDS must be a whole number of seconds >= 1"
     exit 2
