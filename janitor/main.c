@@ -54,7 +54,9 @@ int main(int argc, char **argv)
     for (;;) {
         enum sweep_rc r = janitor_sweep(&cfg, db, &mq);
         if (once) {
-            rc = r == SWEEP_DB_DOWN ? 1 : 0;
+            long sent = r == SWEEP_DB_DOWN ? -1 : webhook_send_due(&cfg);
+            log_info("janitor.webhooks_once", "attempts=%ld", sent);
+            rc = r == SWEEP_DB_DOWN || sent < 0 ? 1 : 0;
             break;
         }
         if (prog_wait_signal(&sigs, cfg.janitor_interval_s * 1000) != 0)

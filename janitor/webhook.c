@@ -282,6 +282,27 @@ int webhook_start(const struct cfg *cfg, struct webhook_sender **out)
     return 0;
 }
 
+long webhook_send_due(const struct cfg *cfg)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("webhook.start_failed", "error=\"curl_global_init failed\"");
+        return -1;
+    }
+    struct webhook_sender w;
+    memset(&w, 0, sizeof(w));
+    w.cfg = cfg;
+    w.db = db_new(cfg->database_url, "opencode-janitor-webhooks");
+    long made = 0;
+    int got = 1;
+    while (made < WEBHOOK_ONCE_MAX && got > 0) {
+        got = db_ensure(w.db, NULL, 0) == DB_OK ? webhook_one(&w) : -1;
+        made += got > 0;
+    }
+    db_free(w.db);
+    curl_global_cleanup();
+    return got < 0 && made == 0 ? -1 : made;
+}
+
 void webhook_stop(struct webhook_sender *w)
 {
     if (w == NULL)

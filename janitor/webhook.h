@@ -37,4 +37,13 @@ int webhook_start(const struct cfg *cfg, struct webhook_sender **out);
  * everything. Accepts NULL. */
 void webhook_stop(struct webhook_sender *w);
 
+/* Most attempts one webhook_send_due() makes. */
+#define WEBHOOK_ONCE_MAX 1000
+
+/* opencode-janitor --once: makes the attempts due now on the calling
+ * thread, up to WEBHOOK_ONCE_MAX (a failed one is due again only after
+ * its backoff), and returns how many it made, or -1 when the database
+ * failed first. */
+long webhook_send_due(const struct cfg *cfg);
+
 #endif

@@ -248,6 +248,30 @@ class Webhooks(harness.ServiceTest):
             s.start_janitor("janitor", WEBHOOK_ALLOW_PRIVATE="1")
             rec.close()
 
+    def test_janitor_once_delivers_what_is_due(self):
+        # Run from cron, `opencode-janitor --once` sends the due deliveries
+        # too (no thread outlives its pass).
+        s = self.svc
+        rec = Receiver()
+        s.stop("janitor")
+        try:
+            jid, job = self.run_job(webhook_url=rec.url)
+            self.assertEqual(len(self.delivery(jid)), 1)
+            self.assertEqual(rec.got(), [])
+            r = s.run_program([os.path.join(harness.BUILD, "opencode-janitor"), "--once"],
+                              WEBHOOK_ALLOW_PRIVATE="1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("janitor.webhooks_once", r.stderr)
+            got = rec.got()
+            self.assertEqual(len(got), 1, got)
+            self.assertEqual(got[0]["_body"],
+                             s.request("GET", "/job/status?job_id=" + jid, key=self.key).body)
+            self.assertEqual(self.delivery(jid)[0][4], "t")
+        finally:
+            s.start_janitor("janitor", WEBHOOK_ALLOW_PRIVATE="1",
+                            METRICS_LISTEN="127.0.0.1:%d" % self.metrics_port)
+            rec.close()
+
     # ---- rotation ---------------------------------------------------------------
 
     def test_rotation_sends_both_signatures_during_grace(self):
