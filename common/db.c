@@ -28,6 +28,7 @@ struct db {
     int     nstmts;
     int     down;          /* the last connection attempt failed (logged) */
     int     io_timeout_ms; /* db_set_io_timeout(); 0: libpq's defaults */
+    int     generic_plans; /* db_set_generic_plans() */
     /* db_listen()'s channels, listened to again on every new connection. */
     char   *listen[DB_MAX_LISTEN];
     int     nlisten;
@@ -45,6 +46,11 @@ struct db *db_new(const char *url, const char *app_name)
 void db_set_io_timeout(struct db *db, int ms)
 {
     db->io_timeout_ms = ms > 0 ? ms : 0;
+}
+
+void db_set_generic_plans(struct db *db)
+{
+    db->generic_plans = 1;
 }
 
 static void db_disconnect(struct db *db)
@@ -125,6 +131,15 @@ static int db_alive(const struct db *db)
 
 static int db_classify(PGconn *conn, const PGresult *res);
 
+/* Runs one statement of a new connection's set-up (LISTEN, SET). */
+static int db_setup_exec(struct db *db, const char *sql)
+{
+    PGresult *res = PQexec(db->conn, sql);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DB_OK : db_classify(db->conn, res);
+    PQclear(res);
+    return rc;
+}
+
 static int db_listen_send(struct db *db, const char *channel)
 {
     char *ident = PQescapeIdentifier(db->conn, channel, strlen(channel));
@@ -133,10 +148,7 @@ static int db_listen_send(struct db *db, const char *channel)
     char sql[128];
     snprintf(sql, sizeof(sql), "LISTEN %s", ident);
     PQfreemem(ident);
-    PGresult *res = PQexec(db->conn, sql);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DB_OK : db_classify(db->conn, res);
-    PQclear(res);
-    return rc;
+    return db_setup_exec(db, sql);
 }
 
 int db_ensure(struct db *db, char *err, size_t err_len)
@@ -155,11 +167,13 @@ int db_ensure(struct db *db, char *err, size_t err_len)
         return DB_UNAVAILABLE;
     }
     db->generation++;
-    for (int i = 0; i < db->nlisten; i++) {
-        if (db_listen_send(db, db->listen[i]) != DB_OK) {
-            db_disconnect(db);
-            return DB_UNAVAILABLE;
-        }
+    int rc = db->generic_plans
+             ? db_setup_exec(db, "SET plan_cache_mode = force_generic_plan") : DB_OK;
+    for (int i = 0; rc == DB_OK && i < db->nlisten; i++)
+        rc = db_listen_send(db, db->listen[i]);
+    if (rc != DB_OK) {
+        db_disconnect(db);
+        return DB_UNAVAILABLE;
     }
     if (db->down)
         log_info("db.reconnected", "app=%s", db->app_name);
@@ -486,8 +500,10 @@ struct db *db_pool_get(struct db_pool *pool, int wait_ms, int *rc)
         *rc = DB_RETRY;
         return NULL;
     }
-    if (fresh)
+    if (fresh) {
         db = db_new(pool->url, pool->app_name);
+        db_set_generic_plans(db);      /* the api's statements are key lookups */
+    }
     /* Outside the mutex: connecting may take up to connect_timeout. */
     if (db_ensure(db, NULL, 0) != DB_OK) {
         db_pool_push(pool, db);

@@ -63,6 +63,18 @@ void db_free(struct db *db);
 void db_set_io_timeout(struct db *db, int ms);
 
 /*
+ * Every connection of this handle, from the next one on, plans each
+ * prepared statement once (SET plan_cache_mode = force_generic_plan).
+ * Without it PostgreSQL keeps re-planning a statement on every execution
+ * whenever its plan for the given values looks cheaper than the generic
+ * one, which for a lookup by key costs more than running it. For handles
+ * whose statements all find rows by an indexed key, as the api's pool
+ * does (its connections get this), never for ones with range or skewed
+ * predicates where the values matter.
+ */
+void db_set_generic_plans(struct db *db);
+
+/*
  * Makes the connection usable: connects when it is not, replaces it when
  * it broke (the server restarted) or when its socket has something to say
  * while idle. Returns DB_OK or DB_UNAVAILABLE (the reason is logged once

@@ -31,6 +31,7 @@ DB_STMT(st_prepared, "test.prepared", 0,
         "SELECT count(*) AS n FROM pg_prepared_statements"
         " WHERE statement = 'SELECT $1::int + 1 AS v'");
 DB_STMT(st_kill, "test.kill", 0, "SELECT pg_terminate_backend(pg_backend_pid())");
+DB_STMT(st_plan_mode, "test.plan_mode", 0, "SELECT current_setting('plan_cache_mode') AS m");
 DB_STMT(st_input_files, "test.input_files", 1,
         "SELECT path, size_bytes FROM session_files WHERE session_id = $1 ORDER BY path");
 
@@ -161,6 +162,17 @@ static long ms_since(const struct timespec *t0)
     return (t.tv_sec - t0->tv_sec) * 1000L + (t.tv_nsec - t0->tv_nsec) / 1000000L;
 }
 
+/* The connection's plan_cache_mode, into buf. */
+static const char *plan_mode(struct db *db, char *buf, size_t len)
+{
+    int rc;
+    struct pg_result *r = db_run(db, &st_plan_mode, NULL, &rc);
+    snprintf(buf, len, "%s", r != NULL && db_rows(r) == 1 ? db_get(r, 0, "m") : "?");
+    if (r != NULL)
+        db_clear(r);
+    return buf;
+}
+
 static void test_pool(const char *url)
 {
     struct db_pool *pool = db_pool_new(url, "test_pool", 2);
@@ -185,6 +197,13 @@ static void test_pool(const char *url)
     CHECK(c == a && rc == DB_OK);
     CHECK(store_key_lookup(c, hash, key_id) == STORE_NOT_FOUND);
     CHECK(echo(c, "5") == 6);
+    /* The pool's connections plan each statement once; others do not. */
+    char mode[32];
+    CHECK_STR(plan_mode(c, mode, sizeof(mode)), "force_generic_plan");
+    struct db *plain = db_new(url, "test_plain");
+    CHECK(db_ensure(plain, NULL, 0) == DB_OK);
+    CHECK_STR(plan_mode(plain, mode, sizeof(mode)), "auto");
+    db_free(plain);
     db_pool_put(pool, c);
     db_pool_put(pool, b);
     db_pool_free(pool);
