@@ -190,16 +190,10 @@ int store_files_edit_end(struct db *db, int commit)
 int store_files_edited_results(struct db *db, const char *session_id, const char *key_id,
                                struct store_results *out)
 {
-    memset(out, 0, sizeof(*out));
-    const char *p[] = { session_id, key_id };
-    int rc;
-    struct pg_result *res = store_row(db, &st_files_edited_results, p, &rc);
-    if (res == NULL)
+    int rc = store_results_head(db, &st_files_edited_results, session_id, key_id, "job_id",
+                                out);
+    if (rc != STORE_OK)
         return rc;
-    out->res = res;
-    out->latest_job_id = db_get(res, 0, "job_id");
-    out->result = db_get(res, 0, "result");
-    out->result_json = db_get(res, 0, "result_json");
     rc = store_session_input_files(db, session_id, &out->files);
     if (rc != STORE_OK) {
         store_results_free(out);

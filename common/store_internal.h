@@ -70,6 +70,26 @@ static inline struct pg_result *store_row(struct db *db, const struct db_stmt *s
     return res;
 }
 
+/* The head of a struct store_results (store.h): runs stmt ($1 the
+ * session, $2 the key), expecting one row, and points *out's job id (the
+ * column job_col), result and result_json into it; *out owns the row. */
+static inline int store_results_head(struct db *db, const struct db_stmt *stmt,
+                                     const char *session_id, const char *key_id,
+                                     const char *job_col, struct store_results *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p[] = { session_id, key_id };
+    int rc;
+    struct pg_result *res = store_row(db, stmt, p, &rc);
+    if (res == NULL)
+        return rc;
+    out->res = res;
+    out->latest_job_id = db_get(res, 0, job_col);
+    out->result = db_get(res, 0, "result");
+    out->result_json = db_get(res, 0, "result_json");
+    return STORE_OK;
+}
+
 /* Ends a transaction: commits when every step went well (rc == DB_OK),
  * else, or when the commit fails, rolls back. Returns the enum store_rc. */
 static inline int store_tx_end(struct db *db, int rc)

@@ -144,16 +144,9 @@ int store_session_files_removed(struct db *db, const char *id)
 int store_session_results(struct db *db, const char *id, const char *key_id,
                           struct store_results *out)
 {
-    memset(out, 0, sizeof(*out));
-    const char *p[] = { id, key_id };
-    int rc;
-    struct pg_result *res = store_row(db, &st_session_results, p, &rc);
-    if (res == NULL)
+    int rc = store_results_head(db, &st_session_results, id, key_id, "current_job_id", out);
+    if (rc != STORE_OK)
         return rc;
-    out->res = res;
-    out->latest_job_id = db_get(res, 0, "current_job_id");
-    out->result = db_get(res, 0, "result");
-    out->result_json = db_get(res, 0, "result_json");
     if (out->latest_job_id != NULL) {
         rc = store_job_files(db, out->latest_job_id, &out->files);
         if (rc != STORE_OK) {
