@@ -178,12 +178,10 @@ int api_session_create(struct api_req *r)
 int api_session_delete(struct api_req *r)
 {
     char id[ID_HEX_LEN + 1], dir[LAYOUT_PATH_MAX];
-    int status = api_id_param(r, "session_id", id, "Session not found");
+    struct db *db;
+    int status = api_session_param(r, id, &db);
     if (status != 0)
         return status;
-    struct db *db = api_db(r);
-    if (db == NULL)
-        return 503;
     int running = 0;
     int rc = store_session_delete(db, id, r->key_id, &running);
     if (rc != STORE_OK)
@@ -203,12 +201,10 @@ int api_session_delete(struct api_req *r)
 int api_session_results(struct api_req *r)
 {
     char id[ID_HEX_LEN + 1];
-    int status = api_id_param(r, "session_id", id, "Session not found");
+    struct db *db;
+    int status = api_session_param(r, id, &db);
     if (status != 0)
         return status;
-    struct db *db = api_db(r);
-    if (db == NULL)
-        return 503;
     struct store_results res;
     int rc = store_session_results(db, id, r->key_id, &res);
     if (rc != STORE_OK)

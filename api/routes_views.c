@@ -45,12 +45,10 @@ static int view_page_params(struct api_req *r, long *limit, char after[ID_HEX_LE
 int api_session_get(struct api_req *r)
 {
     char id[ID_HEX_LEN + 1];
-    int status = api_id_param(r, "session_id", id, "Session not found");
+    struct db *db;
+    int status = api_session_param(r, id, &db);
     if (status != 0)
         return status;
-    struct db *db = api_db(r);
-    if (db == NULL)
-        return 503;
     struct store_session_view v;
     int rc = store_session_view(db, id, r->key_id, &v);
     if (rc != STORE_OK)
