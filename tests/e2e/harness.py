@@ -18,6 +18,7 @@ Environment (set by scripts/test.sh and tests/CMakeLists.txt):
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -245,6 +246,17 @@ class Service:
     def run_program(self, argv, **env):
         return subprocess.run(argv, env=self.env(**env), capture_output=True, text=True,
                               timeout=120, cwd=self.tmp)
+
+    def create_key(self, name):
+        """`opencode-api keys create NAME`: (key id, key, webhook secret),
+        read from what it prints once."""
+        r = self.run_program([os.path.join(BUILD, "opencode-api"), "keys", "create", name])
+        if r.returncode != 0:
+            raise AssertionError("keys create %s: %s" % (name, r.stderr))
+        found = [re.search(pattern, r.stdout, re.M).group(1) for pattern in (
+            r"^id:\s+(key_[0-9a-f]{16})$", r"^key: (ock_[0-9a-f]{64})$",
+            r"^webhook_secret: (whsec_[A-Za-z0-9+/=]+)$")]
+        return tuple(found)
 
     def stop(self, key, sig=signal.SIGTERM, timeout=60):
         p = self.procs.get(key)

@@ -19,13 +19,11 @@ the real api over loopback.
 import hashlib
 import json
 import os
-import re
 import resource
 import socket
 import stat
 import sys
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -114,11 +112,7 @@ class AbuseTest(harness.ServiceTest):
         return tuple(row) + (tuple(s.disk_sessions()),)
 
     def new_key(self, name):
-        r = self.svc.run_program([API_BIN, "keys", "create", name])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        kid = re.search(r"^id:\s+(key_[0-9a-f]{16})$", r.stdout, re.M).group(1)
-        key = re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
-        return kid, key
+        return self.svc.create_key(name)[:2]
 
     def keys_set(self, *args):
         return self.svc.run_program([API_BIN, "keys", "set"] + list(args))

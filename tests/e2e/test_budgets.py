@@ -56,11 +56,7 @@ class GatewayBudgets(harness.ServiceTest):
         return [(int(p), int(c), r == "yes") for p, c, r in rows]
 
     def new_key(self, name):
-        r = self.svc.run_program([API_BIN, "keys", "create", name])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        kid = re.search(r"^id:\s+(key_[0-9a-f]{16})$", r.stdout, re.M).group(1)
-        key = re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
-        return kid, key
+        return self.svc.create_key(name)[:2]
 
     def keys_set(self, *args):
         r = self.svc.run_program([API_BIN, "keys", "set"] + list(args))

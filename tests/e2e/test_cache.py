@@ -29,11 +29,7 @@ class CacheTest(harness.ServiceTest):
     SERVICE_ARGS = {"workers": 0}
 
     def new_key(self, name):
-        r = self.svc.run_program([API_BIN, "keys", "create", name])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        kid = re.search(r"^id:\s+(key_[0-9a-f]{16})$", r.stdout, re.M).group(1)
-        key = re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
-        return kid, key
+        return self.svc.create_key(name)[:2]
 
     def ended_job(self, key="default", status="succeeded"):
         s = self.svc

@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import script_prompt  # noqa: E402
 
-API_BIN = os.path.join(harness.BUILD, "opencode-api")
 ALL_BYTES = bytes(range(256))
 ODD = '"q" \u00fc.txt'
 
@@ -119,8 +118,7 @@ class ChangesTest(harness.ServiceTest):
         self.assertEqual((r.status, r.json()["code"]), (409, "conflict"))
         s.wait_job(jid)
         self.assertEqual(self.diff(jid).status, 200)
-        proc = s.run_program([API_BIN, "keys", "create", "other"])
-        other = re.search(r"^key: (ock_[0-9a-f]{64})$", proc.stdout, re.M).group(1)
+        other = s.create_key("other")[1]
         r = self.diff(jid, key=other)
         self.assertEqual((r.status, r.json()["code"]), (404, "not_found"))
 

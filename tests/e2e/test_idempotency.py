@@ -11,7 +11,6 @@ is 400 with nothing created.
 
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -19,7 +18,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
-API_BIN = os.path.join(harness.BUILD, "opencode-api")
 SESSION_BODY = {"files": [{"path": "a.txt", "content": "hello"}], "ttl_seconds": 600}
 
 
@@ -27,9 +25,7 @@ class IdempotencyTest(harness.ServiceTest):
     SERVICE_ARGS = {"workers": 0}
 
     def new_key(self, name):
-        r = self.svc.run_program([API_BIN, "keys", "create", name])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
+        return self.svc.create_key(name)[1]
 
     def post(self, path, body, idem, key="default", raw=None):
         h = {"Idempotency-Key": idem} if idem is not None else {}

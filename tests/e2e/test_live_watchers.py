@@ -10,7 +10,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
-API_BIN = os.path.join(harness.BUILD, "opencode-api")
 STREAMS, POLLS, JOBS = 200, 50, 10
 
 
@@ -46,10 +45,7 @@ class Watchers(harness.ServiceTest):
                             "API_SSE_KEEPALIVE_MS": "500"}}
 
     def new_key(self, name):
-        r = self.svc.run_program([API_BIN, "keys", "create", name])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return [ln.split(": ", 1)[1] for ln in r.stdout.splitlines()
-                if ln.startswith("key: ")][0]
+        return self.svc.create_key(name)[1]
 
     def queued_job(self, key="default"):
         s = self.svc

@@ -350,10 +350,7 @@ class Live(harness.ServiceTest):
 
     def test_3_quota(self):
         s = self.svc
-        r = s.run_program([API_BIN, "keys", "create", "openapi-quota"])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        kid = re.search(r"^id:\s+(key_[0-9a-f]{16})$", r.stdout, re.M).group(1)
-        key = re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
+        kid, key, _ = s.create_key("openapi-quota")
         r = s.run_program([API_BIN, "keys", "set", kid, "max_active_sessions=0"])
         self.assertEqual(r.returncode, 0, r.stderr)
         r = self.call("POST", "/session", {"files": [{"path": "a", "content": "a"}]}, key=key)

@@ -12,7 +12,6 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
-API_BIN = os.path.join(harness.BUILD, "opencode-api")
 ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 JOB_FIELDS = {"job_id", "status", "model", "created_at", "started_at", "finished_at"}
 
@@ -21,9 +20,7 @@ class ViewsTest(harness.ServiceTest):
     SERVICE_ARGS = {"workers": 0}
 
     def new_key(self, name):
-        r = self.svc.run_program([API_BIN, "keys", "create", name])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return re.search(r"^key: (ock_[0-9a-f]{64})$", r.stdout, re.M).group(1)
+        return self.svc.create_key(name)[1]
 
     def get(self, path, key="default"):
         return self.svc.request("GET", path, key=key)
