@@ -139,11 +139,13 @@ int api_id_param(struct api_req *r, const char *name, char id[ID_HEX_LEN + 1],
                  const char *not_found);
 
 /*
- * The start of a handler of one session: ?session_id= into id (as
- * api_id_param, "Session not found") and a pooled connection into *db.
- * Returns 0, or the status after answering (422, 404 or 503).
+ * The start of a handler of one session or one job: ?session_id= or
+ * ?job_id= into id (as api_id_param: "Session not found", "Job not
+ * found") and a pooled connection into *db. Returns 0, or the status
+ * after answering (422, 404 or 503).
  */
 int api_session_param(struct api_req *r, char id[ID_HEX_LEN + 1], struct db **db);
+int api_job_param(struct api_req *r, char id[ID_HEX_LEN + 1], struct db **db);
 
 /* Reads and parses a JSON body of at most max bytes into *out (caller
  * cJSON_Delete()s). Returns 0, or the status after answering 400/413/503. */

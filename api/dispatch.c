@@ -202,13 +202,24 @@ int api_id_param(struct api_req *r, const char *name, char id[ID_HEX_LEN + 1],
     return 0;
 }
 
-int api_session_param(struct api_req *r, char id[ID_HEX_LEN + 1], struct db **db)
+static int api_id_param_db(struct api_req *r, const char *name, const char *not_found,
+                           char id[ID_HEX_LEN + 1], struct db **db)
 {
-    int status = api_id_param(r, "session_id", id, "Session not found");
+    int status = api_id_param(r, name, id, not_found);
     if (status != 0)
         return status;
     *db = api_db(r);
     return *db != NULL ? 0 : 503;
+}
+
+int api_session_param(struct api_req *r, char id[ID_HEX_LEN + 1], struct db **db)
+{
+    return api_id_param_db(r, "session_id", "Session not found", id, db);
+}
+
+int api_job_param(struct api_req *r, char id[ID_HEX_LEN + 1], struct db **db)
+{
+    return api_id_param_db(r, "job_id", "Job not found", id, db);
 }
 
 int api_read_body(struct api_req *r, size_t max, char **body, size_t *len)

@@ -53,12 +53,10 @@ static int diff_send(struct api_req *r, const struct store_diff *d)
 int api_job_diff(struct api_req *r)
 {
     char job_id[ID_HEX_LEN + 1];
-    int status = api_id_param(r, "job_id", job_id, "Job not found");
+    struct db *db;
+    int status = api_job_param(r, job_id, &db);
     if (status != 0)
         return status;
-    struct db *db = api_db(r);
-    if (db == NULL)
-        return 503;
     struct store_diff d;
     int rc = store_diff_get(db, job_id, r->key_id, &d);
     if (rc != STORE_OK)

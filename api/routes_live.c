@@ -241,12 +241,10 @@ int api_wait_param(struct api_req *r, long *wait_s)
 int api_job_cancel(struct api_req *r)
 {
     char job_id[ID_HEX_LEN + 1];
-    int status = api_id_param(r, "job_id", job_id, "Job not found");
+    struct db *db;
+    int status = api_job_param(r, job_id, &db);
     if (status != 0)
         return status;
-    struct db *db = api_db(r);
-    if (db == NULL)
-        return 503;
     char now[16];
     int rc = store_job_cancel(db, job_id, r->key_id, now);
     if (rc == STORE_CONFLICT)
