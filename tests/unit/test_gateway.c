@@ -168,16 +168,29 @@ static void test_egress_rules(void)
     CHECK(!gateway_addr_blocked((struct sockaddr *)&g6));
 }
 
-/* CONNECT through a gateway with an allowlist: listed -> relayed,
- * unlisted -> 403, a loopback port admitted by a name -> 403. */
-static int proxy_try(int port, const char *target, char *resp, size_t cap)
+/* A connection to 127.0.0.1:port with a 5 s receive timeout, or -1. */
+static int connect_loopback(int port)
 {
     int c = socket(AF_INET, SOCK_STREAM, 0);
+    if (c < 0)
+        return -1;
     struct sockaddr_in ga = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     ga.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = { 5, 0 };
     setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (connect(c, (struct sockaddr *)&ga, sizeof(ga)) != 0)
+    if (connect(c, (struct sockaddr *)&ga, sizeof(ga)) != 0) {
+        close(c);
+        return -1;
+    }
+    return c;
+}
+
+/* CONNECT through a gateway with an allowlist: listed -> relayed,
+ * unlisted -> 403, a loopback port admitted by a name -> 403. */
+static int proxy_try(int port, const char *target, char *resp, size_t cap)
+{
+    int c = connect_loopback(port);
+    if (c < 0)
         return -1;
     char req[256];
     snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target);
@@ -294,12 +307,8 @@ static void test_live(void)
     struct gateway *g = gateway_start(&r, "unit-job", NULL, NULL, &sock, &port);
     CHECK(g != NULL && port > 0);
 
-    int c = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in ga = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    ga.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = { 5, 0 };
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    CHECK(connect(c, (struct sockaddr *)&ga, sizeof(ga)) == 0);
+    int c = connect_loopback(port);
+    CHECK(c >= 0);
     const char *req = "POST /up/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Authorization: Bearer agent-dummy\r\nx-api-key: agent-other\r\n"
                       "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
@@ -487,12 +496,8 @@ static void test_budget_refusal(void)
     CHECK(!gateway_budget_exceeded(g, msg, sizeof(msg)));
     /* The key's other jobs spent $5 today; its budget is $3. */
     gateway_set_budget(g, 0, 3, 5.0);
-    int c = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in ga = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    ga.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = { 5, 0 };
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    CHECK(connect(c, (struct sockaddr *)&ga, sizeof(ga)) == 0);
+    int c = connect_loopback(port);
+    CHECK(c >= 0);
     const char *req = "POST /up/chat/completions HTTP/1.1\r\nHost: x\r\n"
                       "Content-Length: 2\r\n\r\n{}";
     send(c, req, strlen(req), 0);
