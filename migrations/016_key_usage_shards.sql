@@ -18,7 +18,7 @@ CREATE TABLE key_usage_shards (
     PRIMARY KEY (key_id, shard)
 );
 COMMENT ON TABLE key_usage_shards IS
-    'What each key holds now, in up to 16 partial counts per key that add up to key_usage; maintained by triggers on sessions and jobs. Read key_usage instead.';
+    'What each key holds now, in up to 16 partial counts per key that add up to key_usage; maintained by triggers on sessions and jobs. A row alone means nothing (a session created through one shard and deleted through another leaves -1 in the second): read key_usage.';
 COMMENT ON COLUMN key_usage_shards.key_id IS 'The key (api_keys.id, sessions.api_key_id).';
 COMMENT ON COLUMN key_usage_shards.shard IS
     'The writing connection''s backend pid modulo 16: which partial count a change went to.';
