@@ -8,6 +8,7 @@
  */
 #include "attempt.h"
 #include "check.h"
+#include "testfs.h"
 #include "fsutil.h"
 #include "ids.h"
 #include "layout.h"
@@ -30,30 +31,17 @@ static const char *lease_owner = "";
 /* dir + "/" + rel, in a rotating set of static buffers. */
 static const char *J(const char *dir, const char *rel)
 {
-    static char bufs[8][PATH_MAX + 256];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof(bufs[0]), "%s/%s", dir, rel);
-    return b;
+    return tfs_path(dir, rel);
 }
 
 static void put(const char *path, const char *text)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        perror(path);
-        exit(2);
-    }
-    size_t n = strlen(text);
-    if (write(fd, text, n) != (ssize_t)n)
-        exit(2);
-    close(fd);
+    tfs_put(path, text, strlen(text), 0644);
 }
 
 static int exists(const char *path)
 {
-    struct stat st;
-    return lstat(path, &st) == 0;
+    return tfs_exists(path);
 }
 
 /* 1 when the regular file at path holds exactly text. */

@@ -6,6 +6,7 @@
  * lease-fenced publish with the pruning of older conversations.
  */
 #include "check.h"
+#include "testfs.h"
 #include "conversation.h"
 #include "fsutil.h"
 #include "ids.h"
@@ -30,27 +31,17 @@ static const char DB[] = "SQLite format 3\0rest of the database";
 
 static const char *J(const char *dir, const char *rel)
 {
-    static char bufs[8][PATH_MAX + 256];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof(bufs[0]), "%s/%s", dir, rel);
-    return b;
+    return tfs_path(dir, rel);
 }
 
 static void put(const char *path, const char *data, size_t n)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, data, n) != (ssize_t)n) {
-        perror(path);
-        exit(2);
-    }
-    close(fd);
+    tfs_put(path, data, n, 0644);
 }
 
 static int exists(const char *path)
 {
-    struct stat st;
-    return lstat(path, &st) == 0;
+    return tfs_exists(path);
 }
 
 static int still_ours(void *arg)

@@ -3,6 +3,7 @@
  * folder under /tmp that is removed at the end.
  */
 #include "check.h"
+#include "testfs.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -28,30 +29,17 @@ static char root[PATH_MAX];
 /* root + "/" + rel, in a rotating set of static buffers. */
 static const char *P(const char *rel)
 {
-    static char bufs[8][PATH_MAX + 256];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof(bufs[0]), "%s/%s", root, rel);
-    return b;
+    return tfs_path(root, rel);
 }
 
 static void put(const char *path, const char *text, mode_t mode)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-    if (fd < 0) {
-        perror(path);
-        exit(2);
-    }
-    size_t n = strlen(text);
-    if (write(fd, text, n) != (ssize_t)n)
-        exit(2);
-    close(fd);
+    tfs_put(path, text, strlen(text), mode);
 }
 
 static int exists(const char *path)
 {
-    struct stat st;
-    return lstat(path, &st) == 0;
+    return tfs_exists(path);
 }
 
 static int is_dir(const char *path)
