@@ -292,6 +292,10 @@ def step_to_action(step, workdir, index):
 
 HISTORY_MISSING = "HISTORY MISSING: "
 HISTORY_UNEXPECTED = "HISTORY UNEXPECTED: "
+# The steps that check the conversation sent: whether the text must be
+# seen in it, the marker answered when it is wrong, and how it is wrong.
+HISTORY_STEPS = {"expect_history": (True, HISTORY_MISSING, "missing"),
+                 "expect_no_history": (False, HISTORY_UNEXPECTED, "present")}
 
 
 def history_texts(messages):
@@ -315,19 +319,12 @@ def script_action(steps, rounds, workdir, history=()):
     consumed = 0
     sleep = 0.0
     for i, step in enumerate(steps):
-        if isinstance(step, dict) and len(step) == 1 and "expect_history" in step:
-            want = str(step["expect_history"])
-            if not any(want in h for h in history):
-                action = text_action(HISTORY_MISSING + want,
-                                     "step %d expect_history: missing" % i)
-                action["sleep"] = sleep
-                return action
-            continue
-        if isinstance(step, dict) and len(step) == 1 and "expect_no_history" in step:
-            want = str(step["expect_no_history"])
-            if any(want in h for h in history):
-                action = text_action(HISTORY_UNEXPECTED + want,
-                                     "step %d expect_no_history: present" % i)
+        kind = next(iter(step)) if isinstance(step, dict) and len(step) == 1 else None
+        if kind in HISTORY_STEPS:
+            should_see, marker, wrong = HISTORY_STEPS[kind]
+            want = str(step[kind])
+            if any(want in h for h in history) != should_see:
+                action = text_action(marker + want, "step %d %s: %s" % (i, kind, wrong))
                 action["sleep"] = sleep
                 return action
             continue
