@@ -128,7 +128,7 @@ static int files_unpack(struct api_req *r, const char *id, struct archive_files 
     if (layout_sessions_root(cfg->data_dir, root, sizeof(root)) != 0 ||
         layout_session_dir(cfg->data_dir, id, dir, sizeof(dir)) != 0 ||
         layout_input_dir(cfg->data_dir, id, input, sizeof(input)) != 0 ||
-        fs_mkdir_p(root, 0700) != 0 || mkdir(dir, 0700) != 0 || mkdir(input, 0700) != 0)
+        fs_mkdir_in(root, dir, 0700) != 0 || mkdir(input, 0700) != 0)
         return api_fail(r, ERR_INTERNAL, "could not create the session folder");
     int dfd = open(input, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)

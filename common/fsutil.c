@@ -48,8 +48,24 @@ int fs_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
+int fs_mkdir_in(const char *parent, const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
+    int rc = fs_mkdir_p(parent, mode);
+    if (rc != 0)
+        return rc;
+    return mkdir(path, mode) == 0 ? 0 : -errno;
+}
+
 int fs_mkdir_new(const char *path, mode_t mode)
 {
+    if (mkdir(path, mode) == 0)         /* the parents are usually there */
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
     char parent[PATH_MAX];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof(parent))

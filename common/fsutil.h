@@ -26,6 +26,11 @@ int fs_mkdir_p(const char *path, mode_t mode);
  * itself with mode, exclusively: -EEXIST when path already exists. */
 int fs_mkdir_new(const char *path, mode_t mode);
 
+/* Creates path with mode, exclusively (-EEXIST when it exists). Only when
+ * that fails for a missing parent is parent (path's parent folder) made,
+ * with mode, as fs_mkdir_p; so the usual case is one mkdir(2). */
+int fs_mkdir_in(const char *parent, const char *path, mode_t mode);
+
 /* rm -rf that never follows symlinks and has no depth limit (it keeps no
  * descriptor per level); a folder it cannot enter or empty (mode 000, say)
  * gets u+rwx first. It never enters another mount (-EXDEV) and goes on

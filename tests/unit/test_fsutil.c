@@ -473,6 +473,20 @@ static void test_mkdir_new(void)
     CHECK(fs_mkdir_new(P("new/file/sub"), 0700) == -ENOTDIR);
 }
 
+/* fs_mkdir_in: one mkdir when the parent is there, the parent made (with
+ * the same mode) only when it is missing, the folder itself exclusively. */
+static void test_mkdir_in(void)
+{
+    CHECK(fs_mkdir_in(P("in/root"), P("in/root/s1"), 0700) == 0);
+    struct stat st;
+    CHECK(stat(P("in/root"), &st) == 0 && (st.st_mode & 0777) == 0700);
+    CHECK(stat(P("in/root/s1"), &st) == 0 && (st.st_mode & 0777) == 0700);
+    CHECK(fs_mkdir_in(P("in/root"), P("in/root/s2"), 0700) == 0 && is_dir(P("in/root/s2")));
+    CHECK(fs_mkdir_in(P("in/root"), P("in/root/s1"), 0700) == -EEXIST);
+    put(P("in/file"), "x", 0644);
+    CHECK(fs_mkdir_in(P("in/file"), P("in/file/s"), 0700) == -ENOTDIR);
+}
+
 /* fs_publish_dir: an atomic rename that never replaces what is there;
  * with a trash entry it displaces the folder at dst first. */
 static void test_publish_dir(void)
@@ -817,6 +831,7 @@ int main(void)
     test_sha256();
     test_manifest();
     test_mkdir_new();
+    test_mkdir_in();
     test_publish_dir();
     test_special_files();
     test_sparse();
