@@ -166,6 +166,14 @@ int api_read_body(struct api_req *r, size_t max, char **out, size_t *len);
 int api_quota_session(struct api_req *r, int new_sessions, int64_t new_bytes);
 int api_quota_job(struct api_req *r);
 
+/* The KEY_MAX_* defaults, for keys whose limit is NULL. */
+struct store_quota_limits api_quota_defaults(const struct cfg *cfg);
+
+/* Answers a quota check's result rc (a store_rc; STORE_OK: nothing sent,
+ * returns 0): 429 quota_exceeded with Retry-After and the quota's name and
+ * limit in the body, or the store failure. Returns the status. */
+int api_quota_answer(struct api_req *r, int rc, const struct store_quota_hit *hit);
+
 /* Wakes the outbox relay (a job was queued). */
 void api_relay_wake(struct api *api);
 

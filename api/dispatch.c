@@ -280,7 +280,7 @@ static const int api_quota_retry_s[STORE_QUOTA_COUNT_] = {
 };
 
 /* The KEY_MAX_* defaults as store_quota_limits. */
-static struct store_quota_limits api_quota_defaults(const struct cfg *cfg)
+struct store_quota_limits api_quota_defaults(const struct cfg *cfg)
 {
     struct store_quota_limits d;
     d.max[STORE_QUOTA_ACTIVE_SESSIONS] = cfg->key_max_active_sessions;
@@ -289,9 +289,7 @@ static struct store_quota_limits api_quota_defaults(const struct cfg *cfg)
     return d;
 }
 
-/* Answers a store_quota_*() result: 429 quota_exceeded with Retry-After
- * and the quota's name and limit in the body, or a store failure. */
-static int api_quota_answer(struct api_req *r, int rc, const struct store_quota_hit *hit)
+int api_quota_answer(struct api_req *r, int rc, const struct store_quota_hit *hit)
 {
     if (rc == STORE_OK)
         return 0;

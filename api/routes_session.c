@@ -60,10 +60,10 @@ static int session_write_files(const struct cfg *cfg, const char *id,
     if (rc == 0)
         rc = layout_input_dir(cfg->data_dir, id, input, sizeof(input));
     if (rc == 0)
-        rc = fs_mkdir_p(root, 0700);
+        rc = fs_mkdir_in(root, dir, 0700);
     if (rc != 0)
         return rc;
-    if (mkdir(dir, 0700) != 0 || mkdir(input, 0700) != 0)
+    if (mkdir(input, 0700) != 0)
         return -errno;
     int dfd = open(input, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
@@ -107,7 +107,8 @@ int api_session_refuse(struct api_req *r, int rc, const char *detail)
     return api_fail(r, map[rc], "%s", detail);
 }
 
-/* Writes the files and records the session; answers the request. */
+/* Writes the files and records the session if the key's quotas allow it
+ * (else removes them again: 429); answers the request. */
 static int session_store(struct api_req *r, const struct session_req *ns, struct db *db)
 {
     char id[ID_HEX_LEN + 1], dir[LAYOUT_PATH_MAX];
@@ -124,11 +125,14 @@ static int session_store(struct api_req *r, const struct session_req *ns, struct
     struct store_new_session rec = { id, r->key_id, ns->ttl_s, files, (size_t)ns->count,
                                      ns->bytes };
     struct store_session s;
-    rc = store_session_create(db, &rec, &s);
+    const struct store_quota_limits def = api_quota_defaults(r->cfg);
+    struct store_quota_hit hit;
+    rc = store_session_create_fit(db, &rec, &def, &s, &hit);
     int status;
     if (rc != STORE_OK) {
         fs_rm_rf(dir);
-        status = api_store_fail(r, rc, "Session not found");
+        status = rc == STORE_LIMIT ? api_quota_answer(r, rc, &hit)
+                                   : api_store_fail(r, rc, "Session not found");
     } else {
         log_info("session.created", "session=%s key=%s files=%ld bytes=%lld ttl=%ld", id,
                  r->key_id, ns->count, (long long)ns->bytes, ns->ttl_s);
@@ -167,7 +171,9 @@ int api_session_create(struct api_req *r)
     enum session_req_rc rc = session_req_check(req, &lim, &ns, detail, sizeof(detail));
     if (rc != SREQ_OK) {
         status = api_session_refuse(r, rc, detail);
-    } else if ((status = api_quota_session(r, 1, ns.bytes)) == 0) {
+    } else {
+        /* The quota is checked with the insert, once the files are
+         * written (as for an archive): one round trip fewer. */
         struct db *db = api_db(r);
         status = db ? session_store(r, &ns, db) : 503;
     }

@@ -109,6 +109,17 @@ struct store_new_session {
 int store_session_create(struct db *db, const struct store_new_session *s,
                          struct store_session *out);
 
+/* Records a new session if the key's session quotas allow it (as
+ * store_quota_session with one session of s->total_bytes; def: the
+ * defaults of NULL limits). One statement checks the key's counters and
+ * inserts; only when they say no does the exact check run, and then the
+ * plain insert if that allows it. STORE_LIMIT with *hit when over. */
+struct store_quota_limits;
+struct store_quota_hit;
+int store_session_create_fit(struct db *db, const struct store_new_session *s,
+                             const struct store_quota_limits *def, struct store_session *out,
+                             struct store_quota_hit *hit);
+
 /* Loads an active, unexpired session owned by key_id; anything else is
  * STORE_NOT_FOUND. */
 int store_session_get(struct db *db, const char *id, const char *key_id,

@@ -28,6 +28,30 @@ DB_STMT(st_session_create, "session.create", 7,
     "  FROM unnest($6::text[], $7::bigint[]) AS u(path, size_bytes))"
     "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
     STORE_USEC("expires_at") " AS expires FROM s");
+/* The same insert, made only when the key's counters (key_usage_shards,
+ * an upper bound: see store_quota.c) leave room for one more session of
+ * $5 bytes; $8, $9: the KEY_MAX_* defaults for NULL limits. No row: the
+ * counters say no, and store_session_create_fit asks the exact check. */
+DB_STMT(st_session_create_fit, "session.create_fit", 9,
+    "WITH q AS ("
+    "  SELECT coalesce(k.max_active_sessions, $8::bigint) AS max_s,"
+    "   coalesce(k.max_stored_bytes, $9::bigint) AS max_b,"
+    "   coalesce(u.sessions, 0) AS used_s, coalesce(u.bytes, 0) AS used_b"
+    "  FROM (SELECT $2::text AS id) x LEFT JOIN api_keys k ON k.id = x.id"
+    "  CROSS JOIN (SELECT sum(active_sessions)::bigint AS sessions,"
+    "   sum(stored_bytes)::bigint AS bytes FROM key_usage_shards WHERE key_id = $2) u),"
+    " s AS ("
+    "  INSERT INTO sessions (id, api_key_id, ttl_seconds, expires_at,"
+    "                        input_file_count, input_bytes)"
+    "  SELECT $1, $2, $3::int, now() + $3::int * interval '1 second', $4, $5 FROM q"
+    "  WHERE q.used_s + 1 <= q.max_s AND q.used_b + $5::bigint <= q.max_b"
+    "  RETURNING id, current_job_id, created_at, expires_at),"
+    " f AS ("
+    "  INSERT INTO session_files (session_id, path, size_bytes)"
+    "  SELECT s.id, u.path, u.size_bytes"
+    "  FROM s, unnest($6::text[], $7::bigint[]) AS u(path, size_bytes))"
+    "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
+    STORE_USEC("expires_at") " AS expires FROM s");
 DB_STMT(st_session_get, "session.get", 2,
     "SELECT id, current_job_id, " STORE_USEC("created_at") " AS created, "
     STORE_USEC("expires_at") " AS expires FROM sessions "
@@ -65,28 +89,56 @@ static void store_fill_session(const struct pg_result *res, struct store_session
     out->expires_usec = db_get_ll(res, 0, "expires");
 }
 
-int store_session_create(struct db *db, const struct store_new_session *s,
-                         struct store_session *out)
+/* Runs st_session_create (def NULL) or st_session_create_fit (def: the
+ * defaults of NULL limits): STORE_OK with *out, STORE_NOT_FOUND when the
+ * fit did not insert, or a failure. */
+static int store_session_insert(struct db *db, const struct store_new_session *s,
+                                const struct store_quota_limits *def, struct store_session *out)
 {
-    char ttl[32], count[32], bytes[32];
+    char ttl[32], count[32], bytes[32], max_s[32] = "", max_b[32] = "";
     snprintf(ttl, sizeof(ttl), "%ld", s->ttl_s);
     snprintf(count, sizeof(count), "%zu", s->nfiles);
     snprintf(bytes, sizeof(bytes), "%lld", (long long)s->total_bytes);
+    if (def != NULL) {
+        snprintf(max_s, sizeof(max_s), "%lld",
+                 (long long)def->max[STORE_QUOTA_ACTIVE_SESSIONS]);
+        snprintf(max_b, sizeof(max_b), "%lld", (long long)def->max[STORE_QUOTA_STORED_BYTES]);
+    }
     char *paths = store_text_array(s->files, s->nfiles, 0);
     char *sizes = store_bigint_array(s->files, s->nfiles);
 
-    const char *p[] = { s->id, s->key_id, ttl, count, bytes, paths, sizes };
+    const char *p[] = { s->id, s->key_id, ttl, count, bytes, paths, sizes, max_s, max_b };
     int rc;
-    struct pg_result *res = db_run(db, &st_session_create, p, &rc);
+    struct pg_result *res = db_run(db, def != NULL ? &st_session_create_fit : &st_session_create,
+                                   p, &rc);
     free(paths);
     free(sizes);
     if (res == NULL)
         return store_from_db(rc);
-    int ok = db_rows(res) == 1;
-    if (ok)
+    rc = db_rows(res) == 1 ? STORE_OK : def != NULL && db_rows(res) == 0 ? STORE_NOT_FOUND
+                                                                         : STORE_ERROR;
+    if (rc == STORE_OK)
         store_fill_session(res, out);
     db_clear(res);
-    return ok ? STORE_OK : STORE_ERROR;
+    return rc;
+}
+
+int store_session_create(struct db *db, const struct store_new_session *s,
+                         struct store_session *out)
+{
+    return store_session_insert(db, s, NULL, out);
+}
+
+int store_session_create_fit(struct db *db, const struct store_new_session *s,
+                             const struct store_quota_limits *def, struct store_session *out,
+                             struct store_quota_hit *hit)
+{
+    int rc = store_session_insert(db, s, def, out);
+    if (rc != STORE_NOT_FOUND)
+        return rc;
+    /* The counters said no; they may still count expired sessions. */
+    rc = store_quota_session(db, s->key_id, def, 1, s->total_bytes, hit);
+    return rc == STORE_OK ? store_session_insert(db, s, NULL, out) : rc;
 }
 
 int store_session_get(struct db *db, const char *id, const char *key_id,

@@ -788,6 +788,47 @@ static void test_key_usage(struct db *db)
               "1/60/0");
 }
 
+/* store_session_create_fit: inserts at once while the counters leave
+ * room; over them, inserts only if the exact count (without expired
+ * sessions) does, else STORE_LIMIT with the quota, and nothing recorded. */
+static void test_session_create_fit(struct db *db)
+{
+    struct store_quota_limits def = { { 2, 2, 100 } };
+    struct store_quota_hit hit;
+    struct store_file f = { "a.txt", 60, NULL, 0 };
+    struct store_session out;
+    char s[4][ID_HEX_LEN + 1], buf[64];
+    for (int i = 0; i < 4; i++)
+        CHECK(id_new(s[i]) == 0);
+    struct store_new_session n = { s[0], "key_f", 600, &f, 1, 60 };
+    CHECK(store_session_create_fit(db, &n, &def, &out, &hit) == STORE_OK);
+    CHECK_STR(out.id, s[0]);
+    n.id = s[1];   /* 60 + 60 > 100 */
+    CHECK(store_session_create_fit(db, &n, &def, &out, &hit) == STORE_LIMIT);
+    CHECK(hit.quota == STORE_QUOTA_STORED_BYTES && hit.limit == 100 && hit.used == 60);
+    CHECK_STR(raw_value("SELECT count(*) FROM sessions WHERE id = $1", s[1], buf, sizeof(buf)),
+              "0");
+    CHECK_STR(raw_value("SELECT count(*) FROM session_files WHERE session_id = $1", s[1], buf,
+                        sizeof(buf)), "0");
+    n.total_bytes = 40;
+    CHECK(store_session_create_fit(db, &n, &def, &out, &hit) == STORE_OK);
+    n.id = s[2];
+    n.total_bytes = 0;
+    CHECK(store_session_create_fit(db, &n, &def, &out, &hit) == STORE_LIMIT);
+    CHECK(hit.quota == STORE_QUOTA_ACTIVE_SESSIONS && hit.used == 2);
+    /* Expired but still counted: the exact check makes room. */
+    CHECK(raw_exec("UPDATE sessions SET expires_at = now() - interval '1 second'"
+                   " WHERE id = $1", s[0]) == 0);
+    CHECK(store_session_create_fit(db, &n, &def, &out, &hit) == STORE_OK);
+    CHECK_STR(raw_value("SELECT count(*) FROM session_files WHERE session_id = $1", s[2], buf,
+                        sizeof(buf)), "1");
+    /* A limit of the key's own row beats the default. */
+    CHECK(raw_exec("INSERT INTO api_keys (id, name, key_sha256, max_active_sessions)"
+                   " VALUES ($1, 'fit', sha256('fit'::bytea), 9)", "key_f") == 0);
+    n.id = s[3];
+    CHECK(store_session_create_fit(db, &n, &def, &out, &hit) == STORE_OK);
+}
+
 /* Creations of one key on two connections never wait for each other:
  * each adds to the key_usage_shards row of its own backend (migration
  * 016), while an open one on the same row would hold the other until its
@@ -882,6 +923,7 @@ int main(void)
     test_prune_outputs(db);
     test_events_and_cancel(db, url);
     test_key_usage(db);
+    test_session_create_fit(db);
     test_key_usage_shards();
     test_reap_cancelled(db);
     PQfinish(raw);
