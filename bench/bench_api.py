@@ -28,7 +28,9 @@ and `opencode serve` with a fresh HOME and the same provider config. Then:
   janitor       sessions purged per second (bench_janitor's RESULT, passed
                 as --janitor-rate)
 
-Prints RESULT lines for scripts/bench.sh, then a markdown table.
+Prints RESULT lines for scripts/bench.sh, then a markdown table; with
+--figures FILE it saves the figures instead of printing the table, and
+--table FILE [--janitor-rate R] prints the table of figures saved so.
 Environment: DATABASE_URL, AMQP_URL, STACK_DIR, OC_BUILD_DIR, BENCH_HTTP
 (the bench_http binary), BENCH_JOB_RUNS, BENCH_HTTP_CONNS (8),
 BENCH_HTTP_S (4).
@@ -291,7 +293,13 @@ def table(o, janitor_rate):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--janitor-rate", default="")
+    ap.add_argument("--figures", help="also save the figures (JSON) to this file")
+    ap.add_argument("--table", help="only print the table of figures saved before")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(table(json.load(f), args.janitor_rate))
+        return
     out = {}
     svc = harness.Service("bench-api", workers=1, env={
         "LOG_LEVEL": "info", "KEY_MAX_ACTIVE_SESSIONS": "100000000",
@@ -320,8 +328,12 @@ def main():
     print("RESULT api.rss_64_mib %.1f info" % out["rss_64"])
     print("RESULT api.rss_256_mib %.1f info" % out["rss_256"])
     print("RESULT api.cpu_s_per_job %.2f info" % out["cpu_s"])
-    print()
-    print(table(out, args.janitor_rate))
+    if args.figures:
+        with open(args.figures, "w") as f:
+            json.dump(out, f)
+    else:
+        print()
+        print(table(out, args.janitor_rate))
 
 
 if __name__ == "__main__":
