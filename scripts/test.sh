@@ -18,7 +18,9 @@
 #                test in build/
 #   CTEST_ARGS   passed to both ctest runs, e.g. -R e2e -V
 # Environment: TEST_TIMEOUT (default per-test timeout, 600 s, for tests that
-# set none), SKIP_DEPS=1 (do not run scripts/deps.sh).
+# set none), TEST_JOBS (tests run at once, default 3: most e2e time is spent
+# waiting for the agent; tests/CMakeLists.txt says which run alone),
+# SKIP_DEPS=1 (do not run scripts/deps.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,7 +79,7 @@ run_ctest() {
     # --no-tests=error: a filter that matches nothing, or a build that
     # registered no tests, is a failure rather than a silent pass.
     if ! ctest --test-dir "$dir" --output-on-failure --no-tests=error \
-        --timeout "${TEST_TIMEOUT:-600}" "$@" "${ctest_args[@]}"; then
+        -j "${TEST_JOBS:-3}" --timeout "${TEST_TIMEOUT:-600}" "$@" "${ctest_args[@]}"; then
         failed+=("$dir")
     fi
 }

@@ -224,13 +224,34 @@ class Service:
             f.write(config)
 
     def start_api(self, **env):
-        p = self._spawn("api", [os.path.join(BUILD, "opencode-api")], self.env(**env))
-        wait_for(lambda: self._health(p), 60, what="api /health")
-        return p
+        """Starts the api on self.port. Test files run in parallel, so the
+        free port picked may be taken before the api binds it: then the api
+        is started again on another one (a few times)."""
+        for _ in range(3):
+            log = os.path.join(self.tmp, "api.log")
+            start = os.path.getsize(log) if os.path.exists(log) else 0
+            p = self._spawn("api", [os.path.join(BUILD, "opencode-api")], self.env(**env))
+            if wait_for(lambda: self._health(p, start), 60, what="api /health") == "port taken":
+                self.port = free_port()
+                self.base = "http://127.0.0.1:%d" % self.port
+                continue
+            return p
+        raise AssertionError("api could not bind a port:\n%s" % self.log_tail("api"))
 
-    def _health(self, p):
+    def _health(self, p, start):
+        """True once this api answers /health; "port taken" when it exited
+        because its port was in use. Until it logged api.started (in its
+        log after offset start), whatever else holds the port would answer:
+        not asked."""
+        with open(self.logs["api"], errors="replace") as f:
+            f.seek(start)
+            log = f.read()
         if p.poll() is not None:
-            raise AssertionError("api exited with %s:\n%s" % (p.returncode, self.log_tail("api")))
+            if "Address already in use" in log or "cannot bind" in log:
+                return "port taken"
+            raise AssertionError("api exited with %s:\n%s" % (p.returncode, log[-4000:]))
+        if "api.started" not in log:
+            return False
         try:
             return self.request("GET", "/health", key=None, record=False).status == 200
         except OSError:
