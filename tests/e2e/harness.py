@@ -43,6 +43,14 @@ def script_prompt(steps, text="scripted job"):
     return "%s\n```script\n%s\n```\n" % (text, json.dumps(steps))
 
 
+# A job's lease in the tests: short enough that a lost worker's job comes
+# back soon, long enough that a worker slowed by the test files running
+# beside it (a disk filled at full speed, an agent starting) still renews
+# it in time. test_faults, which runs alone, waits for leases to run out
+# and sets 6.
+JOB_LEASE_S = "15"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -180,7 +188,7 @@ class Service:
             "OPENCODE_BIN": OPENCODE,
             "AGENT_CONFIG_FILE": self.agent_config,
             "DEFAULT_MODEL": MODEL,
-            "JOB_LEASE_S": "6",
+            "JOB_LEASE_S": JOB_LEASE_S,
             "JANITOR_INTERVAL_S": "1",
             "WORKER_GRACE_S": "5",
             "LOG_LEVEL": "debug",
@@ -231,23 +239,24 @@ class Service:
             log = os.path.join(self.tmp, "api.log")
             start = os.path.getsize(log) if os.path.exists(log) else 0
             p = self._spawn("api", [os.path.join(BUILD, "opencode-api")], self.env(**env))
-            if wait_for(lambda: self._health(p, start), 60, what="api /health") == "port taken":
+            if wait_for(lambda: self._health(p, start, retry=True), 60,
+                        what="api /health") == "port taken":
                 self.port = free_port()
                 self.base = "http://127.0.0.1:%d" % self.port
                 continue
             return p
         raise AssertionError("api could not bind a port:\n%s" % self.log_tail("api"))
 
-    def _health(self, p, start):
-        """True once this api answers /health; "port taken" when it exited
-        because its port was in use. Until it logged api.started (in its
-        log after offset start), whatever else holds the port would answer:
-        not asked."""
-        with open(self.logs["api"], errors="replace") as f:
+    def _health(self, p, start=0, key="api", retry=False):
+        """True once the api started as key answers /health; with retry,
+        "port taken" when it exited because its port was in use. Until it
+        logged api.started (in its log after offset start), whatever else
+        holds the port would answer: not asked."""
+        with open(self.logs[key], errors="replace") as f:
             f.seek(start)
             log = f.read()
         if p.poll() is not None:
-            if "Address already in use" in log or "cannot bind" in log:
+            if retry and ("Address already in use" in log or "cannot bind" in log):
                 return "port taken"
             raise AssertionError("api exited with %s:\n%s" % (p.returncode, log[-4000:]))
         if "api.started" not in log:

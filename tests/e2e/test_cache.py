@@ -139,7 +139,7 @@ class CacheTest(harness.ServiceTest):
         port1 = s.port
         try:
             s.port = port2
-            harness.wait_for(lambda: s._health(s.procs["api2"]), 30, what="second api")
+            harness.wait_for(lambda: s._health(s.procs["api2"], key="api2"), 30, what="second api")
             for p in (port1, port2):
                 s.port = p
                 self.assertEqual(self.status(jid).status, 200)

@@ -1,7 +1,9 @@
 """End to end under faults: workers killed with SIGKILL or stopped with
 SIGTERM, RabbitMQ and PostgreSQL restarted under a running service, two
-janitors at once, sessions expiring with and without running jobs, and a
-ledger check of many jobs while faults are injected.
+janitors at once, sessions expiring with and without running jobs, a
+ledger check of many jobs while faults are injected, a job submitted while
+RabbitMQ is down, and GET /ready while PostgreSQL is down. These are the
+tests that stop the shared servers, so this file runs alone.
 
 Every test asserts something that breaks when the feature it covers is
 missing: leases and the janitor's re-queue, the rebuilt workspace of a
@@ -22,6 +24,9 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import script_prompt, wait_for  # noqa: E402
+
+# These tests wait for leases to run out, and run alone (tests/CMakeLists.txt).
+harness.JOB_LEASE_S = "6"
 
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 
@@ -689,6 +694,53 @@ class LostMessage(FaultTest):
         # Announced once more, not on every pass: published_at moved on.
         self.assertEqual(s.scalar("SELECT published_at > now() - interval '10 minutes' "
                                   "FROM jobs WHERE id = '%s'" % jid), "t")
+
+
+# ------------------------------------------------ 9. outages seen by the api
+
+def ready(s, timeout=10):
+    return s.request("GET", "/ready", key=None, timeout=timeout)
+
+
+class BrokerDownAtSubmit(FaultTest):
+    SERVICE_ARGS = {"workers": 1}
+
+    def test_job_submitted_while_rabbitmq_is_down_completes_after_restart(self):
+        s = self.svc
+        sid = s.create_session({"a.txt": "x\n"})["session_id"]
+        harness.stack("mq-stop")
+        try:
+            q = s.submit(sid, script_prompt([
+                {"write": {"filePath": "b.txt", "content": "after outage\n"}},
+                {"text": "ok"}]))
+            time.sleep(2)
+            self.assertEqual(s.job(q["job_id"])["status"], "queued")
+            self.assertEqual(s.scalar("SELECT count(*) FROM job_outbox WHERE job_id = '%s'"
+                                      % q["job_id"]), "1")
+        finally:
+            harness.stack("mq-start")
+        job = s.wait_job(q["job_id"], timeout=180)
+        self.assertEqual(job["status"], "succeeded", job)
+        self.assertEqual(s.download(sid, "b.txt").body, b"after outage\n")
+        self.assertEqual(s.scalar("SELECT count(*) FROM job_outbox"), "0")
+
+
+class NotReadyWithoutDatabase(FaultTest):
+    SERVICE_ARGS = {"workers": 0}
+
+    def test_not_ready_while_the_database_is_down(self):
+        s = self.svc
+        wait_for(lambda: ready(s).status == 200, 20, what="/ready 200")
+        harness.stack("pg-stop")
+        try:
+            r = ready(s)
+            detail = self.assertError(r, 503, code="not_ready")
+            self.assertIn("database", detail)
+            self.assertNotIn("broker", detail)
+            self.assertEqual(s.request("GET", "/health", key=None, timeout=10).status, 200)
+        finally:
+            harness.stack("pg-start")
+        wait_for(lambda: ready(s).status == 200, 30, what="/ready 200 after the restart")
 
 
 if __name__ == "__main__":

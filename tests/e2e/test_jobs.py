@@ -189,28 +189,5 @@ class TwoWorkers(harness.ServiceTest):
         self.assertEqual(workers, {"worker0", "worker1"})
 
 
-class BrokerDownAtSubmit(harness.ServiceTest):
-    SERVICE_ARGS = {"workers": 1}
-
-    def test_job_submitted_while_rabbitmq_is_down_completes_after_restart(self):
-        s = self.svc
-        sid = s.create_session({"a.txt": "x\n"})["session_id"]
-        harness.stack("mq-stop")
-        try:
-            q = s.submit(sid, script_prompt([
-                {"write": {"filePath": "b.txt", "content": "after outage\n"}},
-                {"text": "ok"}]))
-            time.sleep(2)
-            self.assertEqual(s.job(q["job_id"])["status"], "queued")
-            self.assertEqual(s.scalar("SELECT count(*) FROM job_outbox WHERE job_id = '%s'"
-                                      % q["job_id"]), "1")
-        finally:
-            harness.stack("mq-start")
-        job = s.wait_job(q["job_id"], timeout=180)
-        self.assertEqual(job["status"], "succeeded", job)
-        self.assertEqual(s.download(sid, "b.txt").body, b"after outage\n")
-        self.assertEqual(s.scalar("SELECT count(*) FROM job_outbox"), "0")
-
-
 if __name__ == "__main__":
     harness.main()

@@ -30,21 +30,6 @@ class ReadyTest(ServiceTest):
         self.assertEqual(s.request("HEAD", "/ready", key=None).status, 200)
         self.assertError(s.request("POST", "/ready", key=None), 405)
 
-    def test_not_ready_while_the_database_is_down(self):
-        s = self.svc
-        wait_for(lambda: ready(s).status == 200, 20, what="/ready 200")
-        harness.stack("pg-stop")
-        try:
-            r = ready(s)
-            detail = self.assertError(r, 503, code="not_ready")
-            self.assertIn("database", detail)
-            self.assertNotIn("broker", detail)
-            self.assertEqual(s.request("GET", "/health", key=None, timeout=10).status, 200)
-        finally:
-            harness.stack("pg-start")
-        wait_for(lambda: ready(s).status == 200, 30, what="/ready 200 after the restart")
-
-
 class ReadyBrokerDownTest(ServiceTest):
     # Nothing listens on port 1: the relay cannot connect.
     SERVICE_ARGS = {"workers": 0, "env": {"AMQP_URL": "amqp://nobody:nothing@127.0.0.1:1/%2f"}}
