@@ -16,7 +16,9 @@
  * agent wrote applies, and exactly the manifests' files with their
  * modes), then `git diff-tree -p` prints them git style. git runs with a
  * clean environment: HOME an empty folder, no system or global config,
- * no PATH lookup, discovery stopped at the attempt's folder.
+ * no PATH lookup, discovery stopped at the attempt's folder. Hashing
+ * large outputs can outlast a lease, so the lease is renewed while git
+ * runs, and git is killed when the lease is lost.
  *
  * Threading: runs on the worker slot's thread, like the rest of an attempt.
  */
@@ -25,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +42,8 @@
 #include "xalloc.h"
 
 #define JOB_GIT_BIN "/usr/bin/git"
+/* How often the lease is looked at while git runs. */
+#define JOB_GIT_TICK_MS 200
 #define JOB_DIFF_DIR (LAYOUT_PATH_MAX + 16)
 #define JOB_DIFF_PATH (JOB_DIFF_DIR + 128)
 
@@ -112,9 +119,40 @@ static int job_base_add(void *arg, const char *rel, int64_t size, const char *sh
 
 /* ---- git ---------------------------------------------------------------- */
 
+/* Waits for git, keeping the job's lease meanwhile: hashing large outputs
+ * can take longer than a lease. A lost lease kills git. Returns its wait
+ * status in *st, or -1. */
+static int job_git_wait(struct job_attempt *ja, pid_t pid, int *st)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0), rc = -1;
+    for (;;) {
+        pid_t r = waitpid(pid, st, pfd >= 0 ? WNOHANG : 0);
+        if (r == pid) {
+            rc = 0;
+            break;
+        }
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r == 0) {
+            struct pollfd p = { .fd = pfd, .events = POLLIN };
+            (void)poll(&p, 1, JOB_GIT_TICK_MS);
+        }
+        if (job_lease_keep(ja) != 0) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, st, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
+    }
+    if (pfd >= 0)
+        close(pfd);
+    return rc;
+}
+
 /* Runs git in dir with args (after "git"), stdin from in (NULL:
  * /dev/null), stdout to out. Returns git's exit status, or -1. */
-static int job_git(const char *dir, const char *const *args, const char *in, const char *out)
+static int job_git(struct job_attempt *ja, const char *dir, const char *const *args,
+                   const char *in, const char *out)
 {
     char home[JOB_DIFF_PATH], ceil[JOB_DIFF_PATH], gitdir[JOB_DIFF_PATH], idx[JOB_DIFF_PATH];
     snprintf(home, sizeof(home), "HOME=%s/home", dir);
@@ -145,10 +183,9 @@ static int job_git(const char *dir, const char *const *args, const char *in, con
         execve(JOB_GIT_BIN, (char *const *)argv, env);
         _exit(127);
     }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
+    int st = 0;
+    if (job_git_wait(ja, pid, &st) != 0)
+        return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -217,7 +254,8 @@ static void job_put_quoted(FILE *f, const char *path)
 
 /* Hashes side's files into the repository and writes its tree; tree gets
  * the tree's id. Returns 0 or -1. */
-static int job_side_tree(const char *dir, const struct job_side *s, char tree[64])
+static int job_side_tree(struct job_attempt *ja, const char *dir, const struct job_side *s,
+                         char tree[64])
 {
     char paths[JOB_DIFF_PATH], shas[JOB_DIFF_PATH], info[JOB_DIFF_PATH], out[JOB_DIFF_PATH];
     snprintf(paths, sizeof(paths), "%s/%s.paths", dir, s->name);
@@ -225,7 +263,7 @@ static int job_side_tree(const char *dir, const struct job_side *s, char tree[64
     snprintf(info, sizeof(info), "%s/%s.info", dir, s->name);
     snprintf(out, sizeof(out), "%s/%s.tree", dir, s->name);
     const char *hash[] = { s->name, "hash-object", "-w", "--no-filters", "--stdin-paths", NULL };
-    if (job_side_paths(dir, s) != 0 || job_git(dir, hash, paths, shas) != 0)
+    if (job_side_paths(dir, s) != 0 || job_git(ja, dir, hash, paths, shas) != 0)
         return -1;
     FILE *in = fopen(shas, "re"), *f = fopen(info, "we");
     char line[128];
@@ -241,7 +279,8 @@ static int job_side_tree(const char *dir, const struct job_side *s, char tree[64
         ok = 0;
     const char *upd[] = { s->name, "update-index", "--add", "--index-info", NULL };
     const char *wt[] = { s->name, "write-tree", NULL };
-    if (!ok || job_git(dir, upd, info, shas) != 0 || job_git(dir, wt, NULL, out) != 0)
+    if (!ok || job_git(ja, dir, upd, info, shas) != 0 ||
+        job_git(ja, dir, wt, NULL, out) != 0)
         return -1;
     size_t len = 0;
     int64_t size = 0;
@@ -275,20 +314,21 @@ static void job_sides(const struct job_files *base, const struct job_files *out,
 }
 
 /* Makes dir and runs git to write dir/diff.out. Returns 0 or -1. */
-static int job_diff_run(const char *dir, struct job_side *a, struct job_side *b)
+static int job_diff_run(struct job_attempt *ja, const char *dir, struct job_side *a,
+                        struct job_side *b)
 {
     char home[JOB_DIFF_PATH], out[JOB_DIFF_PATH], ta[64], tb[64];
     snprintf(home, sizeof(home), "%s/home", dir);
     snprintf(out, sizeof(out), "%s/diff.out", dir);
     const char *init[] = { "-", "init", "-q", "--bare", NULL };
     if (fs_mkdir_new(dir, 0700) != 0 || mkdir(home, 0700) != 0 ||
-        job_git(dir, init, NULL, out) != 0)
+        job_git(ja, dir, init, NULL, out) != 0)
         return -1;
-    if (job_side_tree(dir, a, ta) != 0 || job_side_tree(dir, b, tb) != 0)
+    if (job_side_tree(ja, dir, a, ta) != 0 || job_side_tree(ja, dir, b, tb) != 0)
         return -1;
     const char *diff[] = { "-", "diff-tree", "-p", "-r", "--no-color", "--no-ext-diff",
                            "--no-textconv", "--no-renames", ta, tb, NULL };
-    return job_git(dir, diff, NULL, out) == 0 ? 0 : -1;
+    return job_git(ja, dir, diff, NULL, out) == 0 ? 0 : -1;
 }
 
 /* Builds and stores the diff of base against the outputs. */
@@ -301,7 +341,7 @@ static void job_diff_store(struct job_attempt *ja, const char *base_root,
     struct job_side a = { .name = "a", .root = base_root };
     struct job_side b = { .name = "b", .root = ja->a.work };
     job_sides(base, &ja->files, &a, &b);
-    int rc = job_diff_run(dir, &a, &b);
+    int rc = job_diff_run(ja, dir, &a, &b);
     free(a.v);
     free(b.v);
     size_t cap = (size_t)ja->w->cfg->job_max_diff_bytes, len = 0;
