@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -609,6 +610,18 @@ static int agent_wait(pid_t pid, int64_t deadline, int tick_ms, agent_tick_fn ti
     }
     agent_close(&pidfd);
     return rc;
+}
+
+int agent_wait_helper(pid_t pid, int tick_ms, agent_tick_fn tick, void *tick_arg, int *status)
+{
+    enum agent_end end = AGENT_EXITED;
+    int rc = agent_wait(pid, INT64_MAX, tick_ms, tick, tick_arg, &end);
+    if (rc != 0)
+        return rc;
+    if (end != AGENT_EXITED && kill(pid, SIGKILL) != 0 && errno != ESRCH)
+        log_warn("agent.kill", "pid=%d target=helper errno=%d", (int)pid, errno);
+    rc = agent_reap(pid, status);
+    return rc != 0 ? rc : end != AGENT_EXITED;
 }
 
 static int agent_check_spec(const struct agent_spec *spec)

@@ -132,4 +132,13 @@ typedef int (*agent_tick_fn)(void *arg);
 int agent_run(const struct agent_spec *spec, agent_tick_fn tick, void *tick_arg,
               struct agent_result *out);
 
+/*
+ * Waits for a helper child of the worker (not the agent: no group, no
+ * sandbox), calling tick(tick_arg) every tick_ms meanwhile. When tick
+ * returns non-zero, the child is sent SIGKILL. The child is reaped either
+ * way. Returns 0 with its wait *status when it ended by itself, 1 when
+ * tick stopped it, or a negative errno. Blocks; tick runs on this thread.
+ */
+int agent_wait_helper(pid_t pid, int tick_ms, agent_tick_fn tick, void *tick_arg, int *status);
+
 #endif

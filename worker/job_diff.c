@@ -27,13 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "attempt.h"
 #include "fsutil.h"
 #include "job.h"
@@ -42,7 +40,7 @@
 #include "xalloc.h"
 
 #define JOB_GIT_BIN "/usr/bin/git"
-/* How often the lease is looked at while git runs. */
+/* How often the lease is looked at while git runs (agent_wait_helper). */
 #define JOB_GIT_TICK_MS 200
 #define JOB_DIFF_DIR (LAYOUT_PATH_MAX + 16)
 #define JOB_DIFF_PATH (JOB_DIFF_DIR + 128)
@@ -119,36 +117,6 @@ static int job_base_add(void *arg, const char *rel, int64_t size, const char *sh
 
 /* ---- git ---------------------------------------------------------------- */
 
-/* Waits for git, keeping the job's lease meanwhile: hashing large outputs
- * can take longer than a lease. A lost lease kills git. Returns its wait
- * status in *st, or -1. */
-static int job_git_wait(struct job_attempt *ja, pid_t pid, int *st)
-{
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0), rc = -1;
-    for (;;) {
-        pid_t r = waitpid(pid, st, pfd >= 0 ? WNOHANG : 0);
-        if (r == pid) {
-            rc = 0;
-            break;
-        }
-        if (r < 0 && errno != EINTR)
-            break;
-        if (r == 0) {
-            struct pollfd p = { .fd = pfd, .events = POLLIN };
-            (void)poll(&p, 1, JOB_GIT_TICK_MS);
-        }
-        if (job_lease_keep(ja) != 0) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, st, 0) < 0 && errno == EINTR)
-                ;
-            break;
-        }
-    }
-    if (pfd >= 0)
-        close(pfd);
-    return rc;
-}
-
 /* Runs git in dir with args (after "git"), stdin from in (NULL:
  * /dev/null), stdout to out. Returns git's exit status, or -1. */
 static int job_git(struct job_attempt *ja, const char *dir, const char *const *args,
@@ -184,7 +152,7 @@ static int job_git(struct job_attempt *ja, const char *dir, const char *const *a
         _exit(127);
     }
     int st = 0;
-    if (job_git_wait(ja, pid, &st) != 0)
+    if (agent_wait_helper(pid, JOB_GIT_TICK_MS, job_walk_progress, ja, &st) != 0)
         return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -348,7 +316,8 @@ static void job_diff_store(struct job_attempt *ja, const char *base_root,
     int64_t size = 0;
     char *text = rc == 0 ? job_read_file(out, cap + 1, &len, &size) : NULL;
     if (text == NULL) {
-        log_warn("job.diff_failed", "job=%s reason=\"git failed\"", ja->c->job_id);
+        if (!ja->lease_lost)   /* else job.lease_expired said why */
+            log_warn("job.diff_failed", "job=%s reason=\"git failed\"", ja->c->job_id);
         return;
     }
     int truncated = size > (int64_t)cap;

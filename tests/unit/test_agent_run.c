@@ -456,6 +456,42 @@ static void test_tick_stop(int sb)
     ASSERT(marker_gone(marker, 3000));
 }
 
+/* A helper child (git for a job's diff): its exit status comes back, tick
+ * runs while it works (the job's lease is renewed there), and a tick that
+ * asks to stop kills and reaps it. */
+static pid_t spawn_sh(const char *cmd)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void test_wait_helper(void)
+{
+    cur_mode = "helper";
+    struct tick_state t = { 0, 1000 };
+    int st = -1;
+    ASSERT(agent_wait_helper(spawn_sh("exit 3"), 50, tick_fn, &t, &st) == 0);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+
+    t = (struct tick_state){ 0, 1000 };
+    ASSERT(agent_wait_helper(spawn_sh("sleep 0.6"), 50, tick_fn, &t, &st) == 0);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT(t.calls >= 3);                    /* ticks while it works */
+
+    t = (struct tick_state){ 0, 2 };
+    pid_t pid = spawn_sh("exec sleep 60");
+    int64_t t0 = now_ms();
+    ASSERT(agent_wait_helper(pid, 50, tick_fn, &t, &st) == 1);
+    ASSERT(now_ms() - t0 < 10000);
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ASSERT(t.calls == 2);
+    ASSERT(kill(pid, 0) != 0 && errno == ESRCH);   /* reaped */
+}
+
 /* Bad input is refused before anything starts. */
 static void test_start_errors(void)
 {
@@ -791,6 +827,7 @@ int main(void)
         test_sandbox_isolation();
     }
     test_containment();
+    test_wait_helper();
     reap_orphans();
     rm_rf(root);
     return check_report();
