@@ -339,6 +339,10 @@ class Service:
 
     # ---- HTTP ----------------------------------------------------------
 
+    def ready(self, timeout=10):
+        """GET /ready (no key)."""
+        return self.request("GET", "/ready", key=None, timeout=timeout)
+
     def request(self, method, path, body=None, key="default", headers=None, raw=None,
                 timeout=30, record=True):
         """One request to the api. record=False for start-up probes: until

@@ -698,10 +698,6 @@ class LostMessage(FaultTest):
 
 # ------------------------------------------------ 9. outages seen by the api
 
-def ready(s, timeout=10):
-    return s.request("GET", "/ready", key=None, timeout=timeout)
-
-
 class BrokerDownAtSubmit(FaultTest):
     SERVICE_ARGS = {"workers": 1}
 
@@ -730,17 +726,17 @@ class NotReadyWithoutDatabase(FaultTest):
 
     def test_not_ready_while_the_database_is_down(self):
         s = self.svc
-        wait_for(lambda: ready(s).status == 200, 20, what="/ready 200")
+        wait_for(lambda: s.ready().status == 200, 20, what="/ready 200")
         harness.stack("pg-stop")
         try:
-            r = ready(s)
+            r = s.ready()
             detail = self.assertError(r, 503, code="not_ready")
             self.assertIn("database", detail)
             self.assertNotIn("broker", detail)
             self.assertEqual(s.request("GET", "/health", key=None, timeout=10).status, 200)
         finally:
             harness.stack("pg-start")
-        wait_for(lambda: ready(s).status == 200, 30, what="/ready 200 after the restart")
+        wait_for(lambda: s.ready().status == 200, 30, what="/ready 200 after the restart")
 
 
 if __name__ == "__main__":

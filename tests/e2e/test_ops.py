@@ -14,18 +14,14 @@ PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
              "Access-Control-Request-Headers": "x-api-key, content-type"}
 
 
-def ready(s, timeout=10):
-    return s.request("GET", "/ready", key=None, timeout=timeout)
-
-
 class ReadyTest(ServiceTest):
     SERVICE_ARGS = {"workers": 0}
 
     def test_ready_when_database_and_broker_answer(self):
         s = self.svc
         # The relay connects to the broker within about a second of start.
-        wait_for(lambda: ready(s).status == 200, 20, what="/ready 200")
-        r = ready(s)
+        wait_for(lambda: s.ready().status == 200, 20, what="/ready 200")
+        r = s.ready()
         self.assertEqual(r.json(), {"status": "ready"})
         self.assertEqual(s.request("HEAD", "/ready", key=None).status, 200)
         self.assertError(s.request("POST", "/ready", key=None), 405)
@@ -37,7 +33,7 @@ class ReadyBrokerDownTest(ServiceTest):
     def test_not_ready_without_the_broker(self):
         s = self.svc
         time.sleep(1.5)         # the relay's first attempt
-        detail = self.assertError(ready(s), 503, code="not_ready")
+        detail = self.assertError(s.ready(), 503, code="not_ready")
         self.assertIn("broker", detail)
         self.assertNotIn("database", detail)
         self.assertEqual(s.request("GET", "/health", key=None).status, 200)
