@@ -46,8 +46,8 @@ def script_prompt(steps, text="scripted job"):
 # A job's lease in the tests: short enough that a lost worker's job comes
 # back soon, long enough that a worker slowed by the test files running
 # beside it (a disk filled at full speed, an agent starting) still renews
-# it in time. test_faults, which runs alone, waits for leases to run out
-# and sets 6.
+# it in time. test_faults (it runs alone) sets 6 and test_recovery 8:
+# they wait for leases to run out.
 JOB_LEASE_S = "15"
 
 
