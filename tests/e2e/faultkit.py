@@ -4,7 +4,6 @@ job's workspace while it runs, log lines, and FaultTest, their base class.
 """
 
 import os
-import re
 
 import harness
 from harness import wait_for
@@ -111,15 +110,6 @@ def wait_in_workspace(svc, sid, jid, pred, timeout=240, what="agent step"):
         names = ws_files(svc, sid, jid)
         return names if j["status"] == "running" and pred(names) else None
     return wait_for(check, timeout, 0.1, what)
-
-
-def log_lines(svc, key, pattern):
-    path = svc.logs.get(key)
-    if not path or not os.path.exists(path):
-        return []
-    rx = re.compile(pattern)
-    with open(path, errors="replace") as f:
-        return [line for line in f if rx.search(line)]
 
 
 def outputs(job):

@@ -334,6 +334,15 @@ class Service:
         with open(path, errors="replace") as f:
             return f.read()[-n:]
 
+    def log_lines(self, key, pattern):
+        """The lines of process key's log that match the regex pattern."""
+        path = self.logs.get(key)
+        if not path or not os.path.exists(path):
+            return []
+        rx = re.compile(pattern)
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n") for line in f if rx.search(line)]
+
     def all_logs(self):
         return "\n".join("==== %s ====\n%s" % (k, self.log_tail(k)) for k in self.logs)
 

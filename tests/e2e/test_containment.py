@@ -21,7 +21,6 @@ import stat
 import sys
 import threading
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402

@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import script_prompt, wait_for  # noqa: E402
-from faultkit import (FaultTest, bash, log_lines, read, wait_in_workspace,  # noqa: E402
+from faultkit import (FaultTest, bash, read, wait_in_workspace,  # noqa: E402
                       workspace)
 
 # A worker cut off from PostgreSQL gives its job up one lease after its
@@ -54,7 +54,7 @@ class LeaseDeadline(FaultTest):
         harness.stack("pg-stop")
         try:
             t0 = time.time()
-            wait_for(lambda: log_lines(s, "worker0", r"job\.lease_expired job=%s" % jid), 30,
+            wait_for(lambda: s.log_lines("worker0", r"job\.lease_expired job=%s" % jid), 30,
                      0.2, "the worker to give the job up")
             took = time.time() - t0
             wait_for(lambda: not harness.processes_mentioning(jid), 10, 0.2,
@@ -140,7 +140,7 @@ class DatabaseRestart(FaultTest):
         sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
         jid = s.submit(sid, script_prompt([{"text": "before"}]))["job_id"]
         self.assertEqual(s.wait_job(jid, timeout=240)["status"], "succeeded")
-        passes_before = len(log_lines(s, "janitor", r"janitor\.pass"))
+        passes_before = len(s.log_lines("janitor", r"janitor\.pass"))
 
         harness.stack("pg-stop")
         restarted = False
@@ -183,7 +183,7 @@ class DatabaseRestart(FaultTest):
         job = s.wait_job(j2, timeout=240)
         self.assertEqual(job["status"], "succeeded", job)
         self.assertEqual(s.download(sid, "after.txt").body, b"after\n")
-        wait_for(lambda: len(log_lines(s, "janitor", r"janitor\.pass")) > passes_before + 2, 20,
+        wait_for(lambda: len(s.log_lines("janitor", r"janitor\.pass")) > passes_before + 2, 20,
                  0.5, "janitor passes after the restart")
         self.assertEqual(s.job(jid)["result"], "before")
 

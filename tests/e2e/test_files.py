@@ -14,7 +14,6 @@ import os
 import stat
 import sys
 import tarfile
-import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -226,7 +225,6 @@ class FilesTest(harness.ServiceTest):
         self.assertEqual(got["README.md"][1] & 0o777, 0o644)
 
     def test_bad_archives_write_nothing(self):
-        s = self.svc
         ok = {"name": "ok.txt", "data": b"ok"}
         cases = {
             "symlink": ([ok, {"name": "link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}],

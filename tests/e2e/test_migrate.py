@@ -5,7 +5,6 @@ documented with COMMENT ON."""
 import os
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402

@@ -207,15 +207,6 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def log_lines(svc, key, pattern):
-    path = svc.logs.get(key)
-    if not path or not os.path.exists(path):
-        return []
-    rx = re.compile(pattern)
-    with open(path, errors="replace") as f:
-        return [line.rstrip("\n") for line in f if rx.search(line)]
-
-
 class Partition(unittest.TestCase):
     def setUp(self):
         reason = why_not()
@@ -295,7 +286,7 @@ class Partition(unittest.TestCase):
         for w, ns in self.hosts.items():
             self.svc.spawn_in(ns, w, "opencode-worker", WORKER_ID=w)
         for w in self.hosts:
-            wait_for(lambda: log_lines(self.svc, w, r"worker\.started"), 60, 0.2,
+            wait_for(lambda: self.svc.log_lines(w, r"worker\.started"), 60, 0.2,
                      "worker %s to start" % w)
 
     def cleanup(self):
@@ -405,7 +396,7 @@ class Partition(unittest.TestCase):
             # sampler sees the job on both hosts.
             def a_gave_up():
                 self.check_no_overlap(a, b, jid)
-                return log_lines(s, a, r"job\.lease_expired job=%s" % jid)
+                return s.log_lines(a, r"job\.lease_expired job=%s" % jid)
             try:
                 expired = wait_for(a_gave_up, 90, 0.1, "host %s to give the job up" % a)
             except AssertionError as e:
@@ -419,7 +410,7 @@ class Partition(unittest.TestCase):
             self.check_no_overlap(a, b, jid)
             # The janitor (in the db namespace) re-queues it after the
             # lease; host B claims it.
-            wait_for(lambda: log_lines(s, b, r"job\.started job=%s" % jid), 120, 0.2,
+            wait_for(lambda: s.log_lines(b, r"job\.started job=%s" % jid), 120, 0.2,
                      "host %s to start the job" % b)
             row = s.sql("SELECT status, attempt, worker_id FROM jobs WHERE id = '%s'" % jid)[0]
             self.assertEqual(row, ["running", "2", b])
@@ -434,7 +425,7 @@ class Partition(unittest.TestCase):
         self.assertEqual((job["status"], job["attempt"], job["result"]),
                          ("succeeded", 2, "done"), job)
         self.assertEqual(s.scalar("SELECT worker_id FROM jobs WHERE id = '%s'" % jid), b)
-        self.assertTrue(log_lines(s, "janitor", r"janitor\.job_requeued job=%s" % jid),
+        self.assertTrue(s.log_lines("janitor", r"janitor\.job_requeued job=%s" % jid),
                         s.log_tail("janitor"))
         # Within a lease of the cut (plus renewal interval and sampling).
         self.assertLess(t_expired - t_cut, LEASE_S + LEASE_S / 3 + 8, expired)
@@ -459,15 +450,15 @@ class Partition(unittest.TestCase):
                  if re.search(r"job\.lease_expired job=%s" % jid, line))
         a_end = next((line for line in a_log[i:] if "agent.end" in line), None)
         self.assertIsNotNone(a_end, "\n".join(a_log[i:]))
-        b_start = log_lines(s, b, r"job\.started job=%s" % jid)
+        b_start = s.log_lines(b, r"job\.started job=%s" % jid)
         self.assertEqual(len(b_start), 1, b_start)
         self.assertLessEqual(self.log_time(a_end), self.log_time(b_start[0]),
                              (a_end, b_start))
         self.assertLessEqual(t_gone, time.time())
 
         # Fenced: one outcome, from B; none from A.
-        self.assertEqual(log_lines(s, a, r"job\.finished job=%s" % jid), [], s.log_tail(a))
-        self.assertEqual(len(log_lines(s, b, r"job\.finished job=%s" % jid)), 1)
+        self.assertEqual(s.log_lines(a, r"job\.finished job=%s" % jid), [], s.log_tail(a))
+        self.assertEqual(len(s.log_lines(b, r"job\.finished job=%s" % jid)), 1)
         self.assertEqual(s.sql("SELECT status, attempt, worker_id, lease_token IS NULL "
                                "FROM jobs WHERE id = '%s'" % jid), [["succeeded", "2", b, "t"]])
         # The outputs are B's attempt's: one marker, not A's.

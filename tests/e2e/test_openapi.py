@@ -359,7 +359,6 @@ class Live(harness.ServiceTest):
         self.assertTrue(r.headers.get("Retry-After", "").isdigit(), r.headers)
 
     def test_4_seed_flow_and_job_states(self):
-        s = self.svc
         r = self.call("POST", "/session", {"files": [{"path": p, "content": c}
                                                      for p, c in SEED_FILES.items()],
                                            "ttl_seconds": 3600, "env": {"MY_TOKEN": "t"}})

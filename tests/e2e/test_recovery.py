@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import script_prompt, wait_for  # noqa: E402
-from faultkit import (FaultTest, bash, descendants, log_lines, outputs,  # noqa: E402
+from faultkit import (FaultTest, bash, descendants, outputs,  # noqa: E402
                       procs_mentioning, workspace, wait_in_workspace)
 
 # A killed worker's job is re-queued once its lease ran out: short, but
@@ -70,7 +70,7 @@ class KillWorker(FaultTest):
         self.assertEqual(job["status"], "succeeded", job)
         self.assertEqual(job["attempt"], 2, job)
         self.assertEqual(s.scalar("SELECT worker_id FROM jobs WHERE id = '%s'" % jid), "worker1")
-        self.assertTrue(log_lines(s, "janitor", r"janitor\.job_requeued job=%s" % jid),
+        self.assertTrue(s.log_lines("janitor", r"janitor\.job_requeued job=%s" % jid),
                         s.log_tail("janitor"))
 
         # The re-run started from the session's files, not from the killed
@@ -115,7 +115,7 @@ class KillWorkerLastAttempt(FaultTest):
         self.assertIn("worker0", job["error"])
         self.assertEqual(job["attempt"], 1)
         self.assertIsNotNone(job["finished_at"])
-        self.assertTrue(log_lines(s, "janitor", r"janitor\.job_failed job=%s" % jid))
+        self.assertTrue(s.log_lines("janitor", r"janitor\.job_failed job=%s" % jid))
 
         j2 = s.wait_job(nxt["job_id"], timeout=240)
         self.assertEqual(j2["status"], "succeeded", j2)
@@ -158,15 +158,15 @@ class TwoJanitors(FaultTest):
         self.assertEqual(s.disk_sessions(), [keep])
         for key in ("janitor", "janitor2"):
             self.assertIsNone(s.procs[key].poll(), "%s exited:\n%s" % (key, s.log_tail(key)))
-            bad = log_lines(s, key, r" (warn|error) opencode-janitor ")
+            bad = s.log_lines(key, r" (warn|error) opencode-janitor ")
             self.assertEqual(bad, [], "%s logged problems" % key)
-            self.assertTrue(log_lines(s, key, r"janitor\.(pass|follower)"),
+            self.assertTrue(s.log_lines(key, r"janitor\.(pass|follower)"),
                             "%s made no passes:\n%s" % (key, s.log_tail(key)))
 
         # Exactly once: the passes of both janitors together expired and
         # removed each session one time.
-        passes = log_lines(s, "janitor", r"janitor\.pass") + \
-            log_lines(s, "janitor2", r"janitor\.pass")
+        passes = s.log_lines("janitor", r"janitor\.pass") + \
+            s.log_lines("janitor2", r"janitor\.pass")
         self.assertTrue(passes)
         totals = [0, 0, 0, 0]
         for line in passes:
@@ -218,9 +218,9 @@ class SessionExpiry(FaultTest):
         wait_in_workspace(s, sid, jid, lambda n: "working.txt" in n)
         self.wait_expired_now(sid)
         self.assertEqual(s.download(sid, "a.txt").status, 404)
-        passes = len(log_lines(s, "janitor", r"janitor\.pass"))
+        passes = len(s.log_lines("janitor", r"janitor\.pass"))
         # Several janitor passes while the expired session's job runs.
-        wait_for(lambda: len(log_lines(s, "janitor", r"janitor\.pass")) >= passes + 3, 15,
+        wait_for(lambda: len(s.log_lines("janitor", r"janitor\.pass")) >= passes + 3, 15,
                  0.2, "janitor passes")
         self.assertEqual(s.job(jid)["status"], "running", "the job should still sleep")
         self.assertEqual(s.sql("SELECT status, files_removed_at IS NULL FROM sessions "
@@ -272,8 +272,8 @@ class GracefulShutdown(FaultTest):
         self.assertEqual(job["attempt"], 1)
         self.assertEqual(s.download(sid, "end.txt").body, b"end\n")
         self.assertLess(took, 30)
-        self.assertFalse(log_lines(s, "short", r"job\.released"))
-        self.assertFalse(log_lines(s, "short", r"job\.started job=%s" % late),
+        self.assertFalse(s.log_lines("short", r"job\.released"))
+        self.assertFalse(s.log_lines("short", r"job\.started job=%s" % late),
                          "the stopping worker took a new job:\n" + s.log_tail("short"))
         self.assertEqual(s.sql("SELECT status, attempt FROM jobs WHERE id = '%s'" % late),
                          [["queued", "0"]])
@@ -294,7 +294,7 @@ class GracefulShutdown(FaultTest):
         self.assertEqual(code, 0, s.log_tail("long"))
         self.assertLess(took, 1 + 5, "the worker took %.1fs to stop" % took)
         self.wait_gone(tree, 3)
-        self.assertTrue(log_lines(s, "long", r"job\.released job=%s" % jid), s.log_tail("long"))
+        self.assertTrue(s.log_lines("long", r"job\.released job=%s" % jid), s.log_tail("long"))
 
         # Handed back: queued, the attempt not counted, no lease; and
         # announced again (outbox row, or already published by the relay).
