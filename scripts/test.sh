@@ -4,7 +4,7 @@
 #      (build-asan/)
 #   2. a private PostgreSQL + RabbitMQ in a fresh var/test-stack on free
 #      ports; DATABASE_URL, AMQP_URL, STACK_DIR and STACK_SH (this repo's
-#      scripts/stack.sh, so fault tests can stop and start a server) are
+#      scripts/stack.sh, so test_faults can run a stack of its own) are
 #      exported to the tests
 #   3. ctest in build/ (all but the tests labelled "agent", which run the
 #      real opencode), then everything in build-asan/ with leak detection on
@@ -72,8 +72,7 @@ failed=()
 run_ctest() {
     local dir="$1"
     shift
-    # Fault tests stop and start servers: make sure a failed test did not
-    # leave one down for the next pass.
+    # Make sure nothing left a server of this stack down for the next pass.
     "$STACK_SH" start >/dev/null
     log "ctest in $dir"
     # --no-tests=error: a filter that matches nothing, or a build that

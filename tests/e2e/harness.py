@@ -46,9 +46,15 @@ def script_prompt(steps, text="scripted job"):
 # A job's lease in the tests: short enough that a lost worker's job comes
 # back soon, long enough that a worker slowed by the test files running
 # beside it (a disk filled at full speed, an agent starting) still renews
-# it in time. test_faults (it runs alone) sets 6 and test_recovery 8:
-# they wait for leases to run out.
+# it in time. test_faults and test_recovery, which wait for leases to run
+# out, set 8.
 JOB_LEASE_S = "15"
+
+
+# Sandbox uid leases: one folder for every service of the run (they share
+# this host's uids, also beside a test's own stack: PrivateStack), inside
+# the project's test stack rather than the default under /run.
+UID_LOCK_DIR = os.path.join(os.environ.get("STACK_DIR") or tempfile.gettempdir(), "agent-uids")
 
 
 def free_port():
@@ -90,6 +96,50 @@ def stack(cmd):
     """Runs scripts/stack.sh CMD (pg-stop, pg-start, mq-stop, mq-start)."""
     subprocess.run(["bash", STACK_SH, cmd], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=180)
+
+
+class PrivateStack:
+    """A PostgreSQL and RabbitMQ of one test file's own (scripts/stack.sh in
+    a fresh folder, on free ports), for the tests that stop and restart
+    their servers: while it is in use, DATABASE_URL, AMQP_URL and STACK_DIR
+    point at it, so Service and stack() use it, and the files that share
+    scripts/test.sh's stack run on beside it."""
+
+    NAMES = ("DATABASE_URL", "AMQP_URL", "STACK_DIR")
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="oc-stack-")
+        os.chmod(self.dir, 0o711)    # the postgres user reaches its folder
+        self.saved = {k: os.environ.get(k) for k in self.NAMES}
+        self.env = dict(os.environ, STACK_DIR=self.dir)
+        for k in ("PG_PORT", "AMQP_PORT", "AMQP_DIST_PORT", "EPMD_PORT"):
+            self.env.pop(k, None)
+        try:
+            self._run("start")
+            out = self._run("env")
+        except BaseException:
+            self.close()
+            raise
+        os.environ.update(re.findall(r"export (DATABASE_URL|AMQP_URL)=(\S+)", out))
+        os.environ["STACK_DIR"] = self.dir
+
+    def _run(self, cmd):
+        r = subprocess.run(["bash", STACK_SH, cmd], env=self.env, capture_output=True,
+                           text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError("stack.sh %s failed:\n%s" % (cmd, r.stderr[-3000:]))
+        return r.stdout
+
+    def close(self):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if os.path.exists(os.path.join(self.dir, "ports")):
+            subprocess.run(["bash", STACK_SH, "stop"], env=self.env, capture_output=True,
+                           timeout=300)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _db_parts():
@@ -192,11 +242,7 @@ class Service:
             "JANITOR_INTERVAL_S": "1",
             "WORKER_GRACE_S": "5",
             "LOG_LEVEL": "debug",
-            # Sandbox uid leases: one folder for every service of the run
-            # (they share this host's uids), inside the project's own
-            # test stack rather than the default under /run.
-            "AGENT_UID_LOCK_DIR": os.path.join(os.environ.get("STACK_DIR") or
-                                               tempfile.gettempdir(), "agent-uids"),
+            "AGENT_UID_LOCK_DIR": UID_LOCK_DIR,
         }
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:

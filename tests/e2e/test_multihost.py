@@ -275,11 +275,11 @@ class Partition(unittest.TestCase):
                 # notices the link is gone, which is a different test).
                 "WORKER_CONCURRENCY": "1",
                 # Both "hosts" are this machine and share its uids, so
-                # they must share one lock folder of uid leases, or two
-                # sandboxes could run as the same uid. (On real hosts it
-                # is host-local, README "Scaling workers".) harness.Service
-                # puts it under STACK_DIR: our own stack's folder.
-                "AGENT_UID_LOCK_DIR": os.path.join(self.stack_dir, "agent-uids"),
+                # they share one lock folder of uid leases with every
+                # service of the run, or two sandboxes could run as the
+                # same uid. (On real hosts it is host-local, README
+                # "Scaling workers".)
+                "AGENT_UID_LOCK_DIR": harness.UID_LOCK_DIR,
             })
         self.svc.start_api_in_db()
         self.svc.spawn_in(self.db, "janitor", "opencode-janitor")
