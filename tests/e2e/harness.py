@@ -10,7 +10,7 @@ Environment (set by scripts/test.sh and tests/CMakeLists.txt):
   DATABASE_URL   the stack's database (its role owns the test databases)
   AMQP_URL       the stack's broker
   STACK_DIR      the stack's folder (admin socket for CREATE DATABASE)
-  STACK_SH       scripts/stack.sh, to stop and start servers mid-test
+  STACK_SH       scripts/stack.sh, for a test's own stack (PrivateStack)
   OC_BUILD_DIR   where opencode-api, opencode-worker, opencode-janitor are
   OC_SOURCE_DIR  the project root
 """
@@ -92,18 +92,13 @@ def processes_mentioning(text):
     return pids
 
 
-def stack(cmd):
-    """Runs scripts/stack.sh CMD (pg-stop, pg-start, mq-stop, mq-start)."""
-    subprocess.run(["bash", STACK_SH, cmd], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.PIPE, timeout=180)
-
-
 class PrivateStack:
     """A PostgreSQL and RabbitMQ of one test file's own (scripts/stack.sh in
     a fresh folder, on free ports), for the tests that stop and restart
-    their servers: while it is in use, DATABASE_URL, AMQP_URL and STACK_DIR
-    point at it, so Service and stack() use it, and the files that share
-    scripts/test.sh's stack run on beside it."""
+    their servers (run("pg-stop") ...): while it is in use, DATABASE_URL,
+    AMQP_URL and STACK_DIR point at it, so every Service uses it, and the
+    files that share scripts/test.sh's stack run on beside it. Only a
+    private stack can be stopped from a test."""
 
     NAMES = ("DATABASE_URL", "AMQP_URL", "STACK_DIR")
 
@@ -115,15 +110,19 @@ class PrivateStack:
         for k in ("PG_PORT", "AMQP_PORT", "AMQP_DIST_PORT", "EPMD_PORT"):
             self.env.pop(k, None)
         try:
-            self._run("start")
-            out = self._run("env")
+            self.run("start")
+            urls = dict(re.findall(r"export (DATABASE_URL|AMQP_URL)=(\S+)", self.run("env")))
+            if len(urls) != 2:
+                raise RuntimeError("stack.sh env printed %r" % urls)
         except BaseException:
             self.close()
             raise
-        os.environ.update(re.findall(r"export (DATABASE_URL|AMQP_URL)=(\S+)", out))
+        os.environ.update(urls)
         os.environ["STACK_DIR"] = self.dir
 
-    def _run(self, cmd):
+    def run(self, cmd):
+        """scripts/stack.sh CMD on this stack (pg-stop, pg-start, mq-stop,
+        mq-start, ...); its output."""
         r = subprocess.run(["bash", STACK_SH, cmd], env=self.env, capture_output=True,
                            text=True, timeout=300)
         if r.returncode != 0:

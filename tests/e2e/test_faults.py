@@ -66,7 +66,7 @@ class LeaseDeadline(FaultTest):
         wait_in_workspace(s, sid, jid, lambda n: "begun.txt" in n)
         ws = workspace(s, sid, jid)
         attempt_dir = os.path.dirname(ws)
-        harness.stack("pg-stop")
+        STACK.run("pg-stop")
         try:
             t0 = time.time()
             wait_for(lambda: s.log_lines("worker0", r"job\.lease_expired job=%s" % jid), 30,
@@ -77,7 +77,7 @@ class LeaseDeadline(FaultTest):
             wait_for(lambda: not os.path.exists(attempt_dir), 30, 0.2,
                      "the dropped attempt's folder to go")
         finally:
-            harness.stack("pg-start")
+            STACK.run("pg-start")
         # Within a lease (8 s) of its last renewal, plus sampling slack.
         self.assertLess(took, 20)
         self.assertIsNone(s.procs["worker0"].poll(), s.log_tail("worker0"))
@@ -106,7 +106,7 @@ class BrokerRestart(FaultTest):
         ja = s.submit(sid_a, script_prompt([bash("echo ran-A >> count.txt"), {"sleep": 10},
                                             {"text": "A"}]))["job_id"]
         wait_in_workspace(s, sid_a, ja, lambda n: "count.txt" in n)
-        harness.stack("mq-stop")
+        STACK.run("mq-stop")
         try:
             r = s.request("POST", "/job?session_id=" + sid_b, {"prompt": script_prompt(
                 [bash("echo ran-B >> count.txt"), {"text": "B"}])})
@@ -114,7 +114,7 @@ class BrokerRestart(FaultTest):
             jb = r.json()["job_id"]
             self.assertEqual(s.job(jb)["status"], "queued")
         finally:
-            harness.stack("mq-start")
+            STACK.run("mq-start")
 
         done = [s.wait_job(j, timeout=180) for j in (ja, jb)]
         for d in done:
@@ -157,7 +157,7 @@ class DatabaseRestart(FaultTest):
         self.assertEqual(s.wait_job(jid, timeout=240)["status"], "succeeded")
         passes_before = len(s.log_lines("janitor", r"janitor\.pass"))
 
-        harness.stack("pg-stop")
+        STACK.run("pg-stop")
         restarted = False
         try:
             for name, call in self.db_requests(sid, jid):
@@ -170,11 +170,11 @@ class DatabaseRestart(FaultTest):
             h = s.request("GET", "/health", key=None, timeout=10)
             self.assertEqual(h.status, 200, h)
             self.assertIsNone(s.procs["api"].poll())
-            harness.stack("pg-start")
+            STACK.run("pg-start")
             restarted = True
         finally:
             if not restarted:
-                harness.stack("pg-start")
+                STACK.run("pg-start")
 
         # Back without restarting anything. Once PostgreSQL accepts
         # connections again, no request may fail: a connection that died
@@ -242,8 +242,8 @@ class LedgerUnderFaults(FaultTest):
         s.start_worker("worker2")
 
         # Fault 2: restart RabbitMQ (the killed job's lease runs out meanwhile).
-        harness.stack("mq-stop")
-        harness.stack("mq-start")
+        STACK.run("mq-stop")
+        STACK.run("mq-start")
 
         ids = [j for j, _, _ in submitted]
         in_list = ",".join("'%s'" % j for j in ids)
@@ -294,7 +294,7 @@ class BrokerDownAtSubmit(FaultTest):
     def test_job_submitted_while_rabbitmq_is_down_completes_after_restart(self):
         s = self.svc
         sid = s.create_session({"a.txt": "x\n"})["session_id"]
-        harness.stack("mq-stop")
+        STACK.run("mq-stop")
         try:
             q = s.submit(sid, script_prompt([
                 {"write": {"filePath": "b.txt", "content": "after outage\n"}},
@@ -304,7 +304,7 @@ class BrokerDownAtSubmit(FaultTest):
             self.assertEqual(s.scalar("SELECT count(*) FROM job_outbox WHERE job_id = '%s'"
                                       % q["job_id"]), "1")
         finally:
-            harness.stack("mq-start")
+            STACK.run("mq-start")
         job = s.wait_job(q["job_id"], timeout=180)
         self.assertEqual(job["status"], "succeeded", job)
         self.assertEqual(s.download(sid, "b.txt").body, b"after outage\n")
@@ -317,7 +317,7 @@ class NotReadyWithoutDatabase(FaultTest):
     def test_not_ready_while_the_database_is_down(self):
         s = self.svc
         wait_for(lambda: s.ready().status == 200, 20, what="/ready 200")
-        harness.stack("pg-stop")
+        STACK.run("pg-stop")
         try:
             r = s.ready()
             detail = self.assertError(r, 503, code="not_ready")
@@ -325,7 +325,7 @@ class NotReadyWithoutDatabase(FaultTest):
             self.assertNotIn("broker", detail)
             self.assertEqual(s.request("GET", "/health", key=None, timeout=10).status, 200)
         finally:
-            harness.stack("pg-start")
+            STACK.run("pg-start")
         wait_for(lambda: s.ready().status == 200, 30, what="/ready 200 after the restart")
 
 
