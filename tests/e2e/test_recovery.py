@@ -246,16 +246,24 @@ class SessionExpiry(FaultTest):
 class GracefulShutdown(FaultTest):
     SERVICE_ARGS = {"workers": 0, "janitor": False}
 
+    def begun_job(self, worker, grace_s, sleep_s, **fields):
+        """Starts worker with WORKER_GRACE_S=grace_s and a job on it that has
+        begun, then sleeps sleep_s and writes end.txt: (session, job)."""
+        s = self.svc
+        s.start_worker(worker, WORKER_GRACE_S=str(grace_s))
+        sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
+        jid = s.submit(sid, script_prompt([
+            bash("echo begun > begun.txt"), {"sleep": sleep_s},
+            {"write": {"filePath": "end.txt", "content": "end\n"}}, {"text": worker}]),
+            **fields)["job_id"]
+        wait_in_workspace(s, sid, jid, lambda n: "begun.txt" in n)
+        return sid, jid
+
     def test_sigterm_lets_a_short_job_finish(self):
         s = self.svc
         # A grace that is long enough on a loaded machine; the job's last
         # steps take a second or two.
-        s.start_worker("short", WORKER_GRACE_S="30")
-        sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
-        jid = s.submit(sid, script_prompt([
-            bash("echo begun > begun.txt"), {"sleep": 1},
-            {"write": {"filePath": "end.txt", "content": "end\n"}}, {"text": "short"}]))["job_id"]
-        wait_in_workspace(s, sid, jid, lambda n: "begun.txt" in n)
+        sid, jid = self.begun_job("short", 30, 1)
         self.assertEqual(s.scalar("SELECT worker_id FROM jobs WHERE id = '%s'" % jid), "short")
         other = s.create_session({"b.txt": "b\n"}, ttl=3600)["session_id"]
         p = s.procs["short"]
@@ -280,13 +288,7 @@ class GracefulShutdown(FaultTest):
 
     def test_sigterm_hands_a_long_job_back(self):
         s = self.svc
-        s.start_worker("long", WORKER_GRACE_S="1")
-        sid = s.create_session({"a.txt": "a\n"}, ttl=3600)["session_id"]
-        jid = s.submit(sid, script_prompt([
-            bash("echo begun > begun.txt"), {"sleep": 7},
-            {"write": {"filePath": "end.txt", "content": "end\n"}}, {"text": "long"}]),
-            timeout_s=300)["job_id"]
-        wait_in_workspace(s, sid, jid, lambda n: "begun.txt" in n)
+        sid, jid = self.begun_job("long", 1, 7, timeout_s=300)
         tree = descendants(s.procs["long"].pid)
         t0 = time.time()
         code = s.stop("long", signal.SIGTERM, timeout=30)
