@@ -7,6 +7,10 @@
  * of all bodies are counted atomically and bounded by API_CACHE_MAX_BYTES.
  * Keys: API_CACHE_KEY_SLOTS direct-mapped slots (by the key hash's first
  * bytes), each with its own mutex.
+ *
+ * A drop bumps the epoch before it takes the set's mutex, and a put
+ * compares the epoch under that mutex: either the put sees the bump and
+ * keeps nothing, or the drop finds the new entry and removes it.
  */
 #include "cache.h"
 
@@ -16,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "xalloc.h"
 
 #define API_CACHE_JOB_SETS 1024
@@ -28,6 +33,7 @@
 struct api_job_entry {
     char                   job_id[ID_HEX_LEN + 1];   /* "" = free */
     struct store_job_version version;
+    char                   key_id[STORE_KEY_ID_MAX];
     char                   etag[API_ETAG_LEN];
     char                  *body;
     size_t                 len;
@@ -51,6 +57,9 @@ struct api_cache {
     struct api_job_set  sets[API_CACHE_JOB_SETS];
     struct api_key_slot keys[API_CACHE_KEY_SLOTS];
     atomic_size_t       bytes;
+    atomic_uint_fast64_t epoch;
+    atomic_int_fast64_t fresh_as_of;                 /* 0 = not fresh */
+    atomic_ullong       counts[API_CACHE_RESULTS_];   /* since the last scrape */
 };
 
 struct api_cache *api_cache_new(void)
@@ -63,6 +72,10 @@ struct api_cache *api_cache_new(void)
     for (size_t i = 0; i < API_CACHE_KEY_SLOTS; i++)
         pthread_mutex_init(&c->keys[i].mu, NULL);
     atomic_init(&c->bytes, 0);
+    atomic_init(&c->epoch, 0);
+    atomic_init(&c->fresh_as_of, 0);
+    for (int i = 0; i < API_CACHE_RESULTS_; i++)
+        atomic_init(&c->counts[i], 0);
     return c;
 }
 
@@ -135,6 +148,7 @@ int api_cache_job_get(struct api_cache *c, const char *job_id, struct api_cached
         out->len = e->len;
         memcpy(out->etag, e->etag, API_ETAG_LEN);
         out->version = e->version;
+        memcpy(out->key_id, e->key_id, STORE_KEY_ID_MAX);
         hit = 1;
     }
     pthread_mutex_unlock(&s->mu);
@@ -155,9 +169,14 @@ static struct api_job_entry *api_job_victim(struct api_job_set *s, const char *j
     return v;
 }
 
-void api_cache_job_put(struct api_cache *c, const char *job_id,
-                       const struct store_job_version *v, const char *body, size_t len,
-                       const char *etag)
+uint64_t api_cache_epoch(struct api_cache *c)
+{
+    return c == NULL ? 0 : atomic_load(&c->epoch);
+}
+
+void api_cache_job_put(struct api_cache *c, const char *job_id, const char *key_id,
+                       uint64_t epoch, const struct store_job_version *v, const char *body,
+                       size_t len, const char *etag)
 {
     if (c == NULL || strlen(job_id) != ID_HEX_LEN || len > API_CACHE_MAX_BODY)
         return;
@@ -170,9 +189,16 @@ void api_cache_job_put(struct api_cache *c, const char *job_id,
     copy[len] = '\0';
     struct api_job_set *s = api_job_set_of(c, job_id);
     pthread_mutex_lock(&s->mu);
+    if (atomic_load(&c->epoch) != epoch) {
+        pthread_mutex_unlock(&s->mu);
+        atomic_fetch_sub(&c->bytes, len);
+        free(copy);
+        return;
+    }
     struct api_job_entry *e = api_job_victim(s, job_id);
     api_job_clear(c, e);
     memcpy(e->job_id, job_id, ID_HEX_LEN + 1);
+    snprintf(e->key_id, sizeof(e->key_id), "%s", key_id);
     e->version = *v;
     memcpy(e->etag, etag, API_ETAG_LEN);
     e->body = copy;
@@ -185,12 +211,43 @@ void api_cache_job_drop(struct api_cache *c, const char *job_id)
 {
     if (c == NULL || strlen(job_id) != ID_HEX_LEN)
         return;
+    atomic_fetch_add(&c->epoch, 1);
     struct api_job_set *s = api_job_set_of(c, job_id);
     pthread_mutex_lock(&s->mu);
     struct api_job_entry *e = api_job_find(s, job_id);
     if (e != NULL)
         api_job_clear(c, e);
     pthread_mutex_unlock(&s->mu);
+}
+
+void api_cache_fresh_as_of(struct api_cache *c, int64_t t)
+{
+    if (c != NULL)
+        atomic_store(&c->fresh_as_of, t);
+}
+
+void api_cache_unfresh(struct api_cache *c)
+{
+    if (c == NULL)
+        return;
+    atomic_store(&c->fresh_as_of, 0);
+    atomic_fetch_add(&c->epoch, 1);
+    for (size_t i = 0; i < API_CACHE_JOB_SETS; i++) {
+        struct api_job_set *s = &c->sets[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t w = 0; w < API_CACHE_JOB_WAYS; w++)
+            if (s->e[w].job_id[0] != '\0')
+                api_job_clear(c, &s->e[w]);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+int api_cache_fresh(struct api_cache *c, int64_t now, int64_t max_age_ms)
+{
+    if (c == NULL || max_age_ms <= 0)
+        return 0;
+    int64_t t = atomic_load(&c->fresh_as_of);
+    return t != 0 && now - t <= max_age_ms;
 }
 
 static struct api_key_slot *api_key_slot_of(struct api_cache *c,
@@ -226,4 +283,28 @@ void api_cache_key_put(struct api_cache *c, const unsigned char hash[APIKEY_HASH
     snprintf(k->key_id, sizeof(k->key_id), "%s", key_id);
     k->expires_ms = now_ms + KEY_CACHE_TTL_MS;
     pthread_mutex_unlock(&k->mu);
+}
+
+void api_cache_count(struct api_cache *c, enum api_cache_result what)
+{
+    if (c != NULL && (unsigned)what < API_CACHE_RESULTS_)
+        atomic_fetch_add_explicit(&c->counts[what], 1, memory_order_relaxed);
+}
+
+/* Moves the counts into the registry (each count is taken once, also
+ * when two scrapes run at once). */
+static void api_cache_scrape(struct metrics *r, void *arg)
+{
+    (void)r;
+    static const char *const names[API_CACHE_RESULTS_] = { "fresh", "checked", "miss" };
+    struct api_cache *c = arg;
+    for (int i = 0; i < API_CACHE_RESULTS_; i++)
+        metric_add(ocm(OCM_STATUS_CACHE), METRIC_LABELS(names[i]),
+                   (double)atomic_exchange(&c->counts[i], 0));
+}
+
+void api_cache_export_metrics(struct api_cache *c)
+{
+    if (c != NULL)
+        metrics_on_scrape(metrics_default(), api_cache_scrape, c);
 }

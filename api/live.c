@@ -8,8 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache.h"
 #include "db.h"
+#include "ids.h"
 #include "log.h"
+#include "store.h"
+#include "timefmt.h"
 #include "xalloc.h"
 
 /* Waiter lists by job id, and open-stream counts by key. */
@@ -34,6 +38,12 @@ struct api_live {
     int                 stop;
     pthread_t           thread;
     struct db          *db;
+    /* The status cache's freshness (cache.h): NULL or heartbeats off when
+     * API_CACHE_STALE_MS is 0. */
+    struct api_cache   *cache;
+    long                hb_every_ms;
+    int64_t             hb_due;
+    char                hb_channel[32];   /* this process's own */
 };
 
 static unsigned live_hash(const char *s)
@@ -70,10 +80,39 @@ static void live_wake_all(struct api_live *live)
     pthread_mutex_unlock(&live->mu);
 }
 
+/* Notifications arrive in commit order: when a heartbeat sent at t comes
+ * back, every job_changed committed before t has been handled. */
 static void live_on_notify(const char *channel, const char *payload, void *arg)
 {
+    struct api_live *live = arg;
     if (strcmp(channel, "job_events") == 0)
-        live_wake_job(arg, payload);
+        live_wake_job(live, payload);
+    else if (strcmp(channel, "job_changed") == 0)
+        api_cache_job_drop(live->cache, payload);
+    else if (strcmp(channel, live->hb_channel) == 0)
+        api_cache_fresh_as_of(live->cache, strtoll(payload, NULL, 10));
+}
+
+/* Sends a heartbeat when one is due, and hands on what its round trip
+ * brought in (libpq may have read the notification along with the
+ * answer: the socket then shows nothing more). Returns the ms until the
+ * next one (LIVE_POLL_MS when they are off), or -1 when the connection
+ * failed. */
+static int live_heartbeat(struct api_live *live)
+{
+    if (live->hb_every_ms <= 0)
+        return LIVE_POLL_MS;
+    int64_t now = time_mono_ms();
+    if (now >= live->hb_due) {
+        char payload[24];
+        snprintf(payload, sizeof(payload), "%lld", (long long)now);
+        live->hb_due = now + live->hb_every_ms;
+        if (store_notify(live->db, live->hb_channel, payload) != STORE_OK ||
+            db_notifies(live->db, live_on_notify, live) < 0)
+            return -1;
+    }
+    int64_t left = live->hb_due - now;
+    return left < LIVE_POLL_MS ? (int)left : LIVE_POLL_MS;
 }
 
 /* ---- The listener ------------------------------------------------------- */
@@ -99,10 +138,16 @@ static void *live_main(void *arg)
         if (db_generation(live->db) != gen) {
             /* A new connection: whatever was sent before it is lost. */
             gen = db_generation(live->db);
+            api_cache_unfresh(live->cache);
             live_wake_all(live);
         }
+        int wait_ms = live_heartbeat(live);
+        if (wait_ms < 0) {
+            log_warn("api.listen_lost", "reconnecting=1 heartbeat=1");
+            continue;
+        }
         struct pollfd p = { .fd = db_socket(live->db), .events = POLLIN };
-        int n = poll(&p, 1, LIVE_POLL_MS);
+        int n = poll(&p, 1, wait_ms);
         if (n < 0 && errno != EINTR)
             log_warn("api.listen_poll", "errno=%d", errno);
         if (n > 0 && db_notifies(live->db, live_on_notify, live) < 0)
@@ -111,16 +156,26 @@ static void *live_main(void *arg)
     return NULL;
 }
 
-struct api_live *live_start(const struct cfg *cfg)
+struct api_live *live_start(const struct cfg *cfg, struct api_cache *cache)
 {
     struct api_live *live = xcalloc(1, sizeof(*live));
     live->cfg = cfg;
+    live->cache = cache;
+    char tag[17];
+    if (cache != NULL && cfg->api_cache_stale_ms > 0 && id_random_hex(tag, sizeof(tag), 8) == 0) {
+        snprintf(live->hb_channel, sizeof(live->hb_channel), "api_heartbeat_%s", tag);
+        live->hb_every_ms = cfg->api_cache_stale_ms >= 4 ? cfg->api_cache_stale_ms / 4 : 1;
+    }
     live->max_open = cfg->api_max_streams;
     if (live->max_open > cfg->api_threads - 32)
         live->max_open = cfg->api_threads > 32 ? cfg->api_threads - 32 : 0;
     pthread_mutex_init(&live->mu, NULL);
     live->db = db_new(cfg->database_url, "opencode-api-listen");
     db_listen(live->db, "job_events");   /* connects later if down now */
+    if (live->hb_every_ms > 0) {
+        db_listen(live->db, "job_changed");
+        db_listen(live->db, live->hb_channel);
+    }
     if (pthread_create(&live->thread, NULL, live_main, live) != 0) {
         db_free(live->db);
         pthread_mutex_destroy(&live->mu);

@@ -11,6 +11,8 @@
  * listener reconnects (notifications sent meanwhile are lost) it wakes
  * every waiter, and each re-reads its job. Nothing polls the database.
  *
+ * The same thread keeps the status cache fresh (cache.h): see live_start.
+ *
  * Streams and long-polls each hold a CivetWeb thread while they wait, so
  * their number is capped (API_MAX_STREAMS, and API_MAX_STREAMS_PER_KEY
  * per key): live_acquire() admits one, live_release() ends it.
@@ -36,8 +38,11 @@ struct live_waiter {
 };
 
 /* Starts the listener thread (on cfg->database_url). NULL when the thread
- * could not be created. */
-struct api_live *live_start(const struct cfg *cfg);
+ * could not be created. With a cache and API_CACHE_STALE_MS > 0 it also
+ * keeps that cache fresh: drops the jobs NOTIFY job_changed names, and
+ * sends itself a heartbeat every API_CACHE_STALE_MS / 4 (cache.h). */
+struct api_cache;
+struct api_live *live_start(const struct cfg *cfg, struct api_cache *cache);
 /* Shutting down: wakes every waiter, and live_wait() returns -1 from now
  * on, so streams end before the server stops. Accepts NULL. */
 void live_close(struct api_live *live);

@@ -209,7 +209,7 @@ static int api_run(struct api *api)
         return 1;
     }
     int rc = 1;
-    api->live = live_start(cfg);
+    api->live = live_start(cfg, api->cache);
     struct mg_context *ctx = api->live != NULL ? api_listen(api) : NULL;
     if (ctx == NULL) {
         log_error("api.start_failed", "listen=%s error=\"could not listen\"", cfg->api_listen);
@@ -243,6 +243,7 @@ static int api_serve(void)
     atomic_init(&api.broker_up, 0);
     api.pool = db_pool_new(cfg.database_url, "opencode-api", (int)cfg.api_db_pool);
     api.cache = api_cache_new();
+    api_cache_export_metrics(api.cache);
     pthread_mutex_init(&api.relay_mu, NULL);
     prog_cond_init(&api.relay_cv);
     rc = api_run(&api);

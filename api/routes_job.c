@@ -2,9 +2,11 @@
  * routes_job.c - POST /job and GET /job/status.
  *
  * GET /job/status answers an ended job (whose document no longer
- * changes) from the process's cache (cache.h) after one query by primary
- * keys that checks the job is still visible to the caller and unchanged;
- * queued and running jobs are always read and rendered.
+ * changes) from the process's cache (cache.h), checked on every hit: the
+ * caller's key must be the one that read it, and the job still there,
+ * unchanged (known without a query while the cache is fresh, else one
+ * query by primary keys); queued and running jobs are always read and
+ * rendered.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "log.h"
 #include "path.h"
 #include "render.h"
+#include "timefmt.h"
 #include "webhook_sign.h"
 
 static int job_prompt_blank(const char *p)
@@ -137,54 +140,70 @@ static int job_same_version(const struct store_job_version *a,
            a->pruned == b->pruned;
 }
 
-/* Answers from the cache when it holds job_id and the database says the
- * caller still sees the same version. Returns the status sent, or 0
- * (no usable entry: the caller reads the job). */
-static int job_status_cached(struct api_req *r, struct db *db, const char *job_id)
+/* Answers from the cache when it holds job_id for this key, and the job is
+ * still there in the same version: known without a query while the cache
+ * is fresh (cache.h), else as the database says. Returns the status sent,
+ * or 0 (no usable entry: the caller reads the job). */
+static int job_status_cached(struct api_req *r, const char *job_id)
 {
+    struct api_cache *cache = r->api->cache;
     struct api_cached_job c;
-    if (!api_cache_job_get(r->api->cache, job_id, &c))
+    if (!api_cache_job_get(cache, job_id, &c))
         return 0;
-    struct store_job_version now;
-    int rc = store_job_check(db, job_id, r->key_id, &now);
     int status = 0;
-    if (rc != STORE_OK)
-        status = api_store_fail(r, rc, "Job not found");
-    else if (job_same_version(&c.version, &now))
+    if (strcmp(c.key_id, r->key_id) != 0) {
+        status = 0;                 /* another key: the query decides */
+    } else if (api_cache_fresh(cache, time_mono_ms(), r->api->cfg->api_cache_stale_ms)) {
+        api_cache_count(cache, API_CACHE_FRESH);
         status = api_send_etag(r, c.body, c.len, c.etag);
-    else
-        api_cache_job_drop(r->api->cache, job_id);
+    } else if (api_db(r) == NULL) {
+        status = 503;
+    } else {
+        struct store_job_version now;
+        int rc = store_job_check(r->db, job_id, r->key_id, &now);
+        if (rc != STORE_OK)
+            status = api_store_fail(r, rc, "Job not found");
+        else if (job_same_version(&c.version, &now))
+            status = api_send_etag(r, c.body, c.len, c.etag);
+        else
+            api_cache_job_drop(cache, job_id);
+        if (status != 0)
+            api_cache_count(cache, API_CACHE_CHECKED);
+    }
     free(c.body);
     return status;
 }
 
 /* Keeps the body of an ended job, with its version as store_job_check
- * reads it (the version a hit is compared with). */
+ * reads it (the version a checked hit is compared with); epoch was read
+ * before the job was. */
 static void job_status_keep(struct api_req *r, struct db *db, const struct store_job *j,
-                            const char *text, size_t len, const char *etag)
+                            uint64_t epoch, const char *text, size_t len, const char *etag)
 {
     struct store_job_version v;
     if (!job_ended(j->status) || j->finished_usec == 0 ||
         store_job_check(db, j->id, r->key_id, &v) != STORE_OK ||
         strcmp(v.status, j->status) != 0 || v.finished_usec != j->finished_usec)
         return;
-    api_cache_job_put(r->api->cache, j->id, &v, text, len, etag);
+    api_cache_job_put(r->api->cache, j->id, r->key_id, epoch, &v, text, len, etag);
 }
 
 /* Reads, renders and answers the job. */
 static int job_status_read(struct api_req *r, struct db *db, const char *job_id)
 {
+    uint64_t epoch = api_cache_epoch(r->api->cache);
     struct store_job j;
     int rc = store_job_get(db, job_id, r->key_id, &j);
     if (rc != STORE_OK)
         return api_store_fail(r, rc, "Job not found");
+    api_cache_count(r->api->cache, API_CACHE_MISS);
     cJSON *doc = render_job(&j);
     char *text = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     size_t len = strlen(text);
     char etag[API_ETAG_LEN];
     api_etag(text, len, etag);
-    job_status_keep(r, db, &j, text, len, etag);
+    job_status_keep(r, db, &j, epoch, text, len, etag);
     store_job_free(&j);
     int status = api_send_etag(r, text, len, etag);
     free(text);
@@ -202,9 +221,9 @@ int api_job_status(struct api_req *r)
         status = api_job_wait(r, job_id, wait_s);
     if (status != 0)
         return status;
+    status = job_status_cached(r, job_id);
+    if (status != 0)
+        return status;
     struct db *db = api_db(r);
-    if (db == NULL)
-        return 503;
-    status = job_status_cached(r, db, job_id);
-    return status != 0 ? status : job_status_read(r, db, job_id);
+    return db != NULL ? job_status_read(r, db, job_id) : 503;
 }

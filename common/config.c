@@ -562,6 +562,14 @@ static const struct cfg_var cfg_vars[] = {
       .min = 100, .max = 600000,
       .doc = "how long a client may take to send its request head, and each read of its "
              "body (the whole body: about twice this)" },
+    /* Status reads of ended jobs skip their check query while the cache
+     * is this fresh (api/cache.h); 0 checks every hit with a query. */
+    { .name = "API_CACHE_STALE_MS", .type = CFG_INT, .roles = CFG_ROLE_API,
+      .section = CFG_SEC_API, .field = CFG_FIELD(api_cache_stale_ms), .def = "500",
+      .min = 0, .max = 60000,
+      .doc = "how long an api process may still answer `GET /job/status` of a job from "
+             "its cache after the janitor (or an operator) deleted or pruned the job; 0: "
+             "every cached answer is checked with a query" },
     /* Event streams and long-polls hold a server thread each while they
      * wait (no database connection); the rest stays for other requests. */
     { .name = "API_MAX_STREAMS", .type = CFG_INT, .roles = CFG_ROLE_API,

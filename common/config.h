@@ -70,6 +70,7 @@ struct cfg {
     char  *api_key;              /* API_KEY: bootstrap key */
     char  *api_listen;           /* API_LISTEN: civetweb listening_ports */
     long   api_threads;          /* API_THREADS */
+    long   api_cache_stale_ms;   /* API_CACHE_STALE_MS */
     long   api_max_streams;      /* API_MAX_STREAMS */
     long   api_max_streams_per_key; /* API_MAX_STREAMS_PER_KEY */
     long   api_sse_keepalive_ms; /* API_SSE_KEEPALIVE_MS */

@@ -524,6 +524,10 @@ static const struct ocm_def ocm_defs[OCM_COUNT_] = {
     [OCM_WEBHOOKS_PENDING] = { METRIC_GAUGE, "opencode_webhooks_pending",
         "Webhook deliveries neither delivered nor given up, service-wide (PostgreSQL, cached "
         "up to 5 s).", NULL, NULL, 0, OCM_ALL },
+    [OCM_STATUS_CACHE] = { METRIC_COUNTER, "opencode_status_cache_total",
+        "GET /job/status answers by result: fresh (from the cache, no query), checked (from "
+        "the cache after one check query) or miss (read and rendered).", "result", NULL, 0,
+        OCM_FOR_API },
 };
 
 struct metric *ocm(enum ocm id)

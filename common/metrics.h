@@ -100,6 +100,7 @@ enum ocm {
     OCM_WEBHOOK_ATTEMPTS,        /* janitor: counter {result} */
     OCM_WEBHOOK_DURATION,        /* janitor: histogram, one attempt */
     OCM_WEBHOOKS_PENDING,        /* all: gauge (PostgreSQL, cached) */
+    OCM_STATUS_CACHE,            /* api: counter {result} */
     OCM_COUNT_
 };
 

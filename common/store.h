@@ -499,6 +499,11 @@ int store_key_settings_get(struct db *db, const char *id, struct store_key_setti
  * answers, else STORE_UNAVAILABLE or STORE_ERROR. */
 int store_ping(struct db *db);
 
+/* Sends a notification (NOTIFY channel, payload); it is delivered when
+ * this statement's transaction commits, after every notification of
+ * transactions committed before it. STORE_OK or an error class. */
+int store_notify(struct db *db, const char *channel, const char *payload);
+
 /* ---- Metrics (store_metrics.c) ------------------------------------------ */
 
 /* Queue depth and the outbox backlog, service-wide, for the gauges of

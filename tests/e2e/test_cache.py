@@ -11,22 +11,66 @@ a job deleted from the database answers 404 even after caching (also as
 seen by a second api process on the same database); a queued job is never
 served stale; a revoked key stops working within KEY_CACHE_TTL_MS (2 s,
 promised 5 s).
+
+Two ways of checking a hit, one class each:
+  - CacheTest (API_CACHE_STALE_MS=500, the default): hits are served
+    without a query ("fresh", counted in opencode_status_cache_total), and
+    a deletion or change reaches the cache by NOTIFY job_changed, so the
+    job answers 404 within a bound (GONE_WITHIN_S, generous: without the
+    notification it never would). When the listener's connection is cut,
+    the cache is emptied and fresh hits come back once it reconnects.
+  - CacheQueryTest (API_CACHE_STALE_MS=0): every hit is checked with a
+    query, so the very next read after a deletion answers 404.
 """
 
 import os
 import re
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
 API_BIN = os.path.join(harness.BUILD, "opencode-api")
 ETAG_RE = re.compile(r'^"[0-9a-f]{16}"$')
+COUNT_RE = re.compile(r'^opencode_status_cache_total\{result="(\w+)"\} (\S+)$', re.M)
 
 
 class CacheTest(harness.ServiceTest):
-    SERVICE_ARGS = {"workers": 0}
+    SERVICE_ARGS = {"workers": 0, "api": False}
+    STALE_MS = "500"
+    HIT = "fresh"            # how a repeated read of an ended job is answered
+    GONE_WITHIN_S = 5.0      # a deleted job answers 404 within this
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.metrics_port = harness.free_port()
+        cls.svc.start_api(API_CACHE_STALE_MS=cls.STALE_MS,
+                          METRICS_LISTEN="127.0.0.1:%d" % cls.metrics_port)
+
+    def counts(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                    timeout=10) as r:
+            text = r.read().decode()
+        return {k: float(v) for k, v in COUNT_RE.findall(text)}
+
+    def hits_since(self, before):
+        return self.counts().get(self.HIT, 0) - before.get(self.HIT, 0)
+
+    def read_until(self, jid, done):
+        """Reads the job's status until done(answer) or GONE_WITHIN_S went
+        by (0: once); returns the last answer."""
+        deadline = time.monotonic() + self.GONE_WITHIN_S
+        while True:
+            r = self.status(jid)
+            if done(r) or time.monotonic() >= deadline:
+                return r
+            time.sleep(0.05)
+
+    def assert_gone(self, jid):
+        self.assertError(self.read_until(jid, lambda r: r.status == 404), 404, "job not found")
 
     def new_key(self, name):
         return self.svc.create_key(name)[:2]
@@ -99,10 +143,13 @@ class CacheTest(harness.ServiceTest):
         s = self.svc
         sid, jid = self.ended_job()
         self.assertEqual(self.status(jid).status, 200)
-        self.assertEqual(self.status(jid).status, 200)
+        before = self.counts()
+        for _ in range(3):
+            self.assertEqual(self.status(jid).status, 200)
+        self.assertEqual(self.hits_since(before), 3, self.counts())
         # What the janitor's history purge does: the rows go.
         s.sql("DELETE FROM sessions WHERE id = '%s'" % sid)
-        self.assertError(self.status(jid), 404, "job not found")
+        self.assert_gone(jid)
 
     def test_queued_never_stale(self):
         s = self.svc
@@ -122,9 +169,10 @@ class CacheTest(harness.ServiceTest):
         # Not a transition the service makes; the version check still sees it.
         _, jid = self.ended_job()
         first = self.status(jid)
+        self.assertEqual(self.status(jid).status, 200)
         self.svc.sql("UPDATE jobs SET status = 'failed', finished_at = now() + interval '1 s'"
                      " WHERE id = '%s'" % jid)
-        r = self.status(jid)
+        r = self.read_until(jid, lambda r: r.json()["status"] == "failed")
         self.assertEqual(r.json()["status"], "failed")
         self.assertNotEqual(r.headers["ETag"], first.headers["ETag"])
 
@@ -134,7 +182,7 @@ class CacheTest(harness.ServiceTest):
         s = self.svc
         sid, jid = self.ended_job()
         port2 = harness.free_port()
-        env = s.env(API_LISTEN="127.0.0.1:%d" % port2)
+        env = s.env(API_LISTEN="127.0.0.1:%d" % port2, API_CACHE_STALE_MS=self.STALE_MS)
         s._spawn("api2", [API_BIN], env)
         port1 = s.port
         try:
@@ -147,7 +195,7 @@ class CacheTest(harness.ServiceTest):
             s.sql("DELETE FROM sessions WHERE id = '%s'" % sid)
             for p in (port1, port2):
                 s.port = p
-                self.assertError(self.status(jid), 404, "job not found")
+                self.assert_gone(jid)
         finally:
             s.port = port1
             s.stop("api2")
@@ -172,6 +220,66 @@ class CacheTest(harness.ServiceTest):
         self.assertLessEqual(took, 5.5, "revoked key accepted for %.2f s" % took)
         r = s.request("POST", "/session", {"files": [{"path": "a", "content": "b"}]}, key=key)
         self.assertError(r, 401)
+
+    def listener_backends(self):
+        """Backend pids of this api's listener connection (its client ports
+        are among the api process's own sockets)."""
+        inodes = set()
+        fd_dir = "/proc/%d/fd" % self.svc.procs["api"].pid
+        for fd in os.listdir(fd_dir):
+            try:
+                m = re.match(r"socket:\[(\d+)\]", os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                continue
+            if m:
+                inodes.add(m.group(1))
+        ports = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    col = line.split()
+                    if col[9] in inodes:
+                        ports.append(str(int(col[1].rsplit(":", 1)[1], 16)))
+        if not ports:
+            return []
+        rows = self.svc.sql("SELECT pid FROM pg_stat_activity WHERE application_name ="
+                            " 'opencode-api-listen' AND client_port IN (%s)" % ",".join(ports))
+        return [int(row[0]) for row in rows]
+
+    def test_listener_cut_empties_then_refills(self):
+        # Notifications sent while the listener is disconnected are lost:
+        # after it reconnects the cache starts empty (a miss, though nothing
+        # changed), and hits are fresh again once a heartbeat came back.
+        s = self.svc
+        sid, jid = self.ended_job()
+        self.assertEqual(self.status(jid).status, 200)
+        before = self.counts()
+        self.assertEqual(self.status(jid).status, 200)
+        self.assertEqual(self.hits_since(before), 1, self.counts())
+        pids = self.listener_backends()
+        self.assertEqual(len(pids), 1, pids)
+        self.assertEqual(s.scalar("SELECT pg_terminate_backend(%d)" % pids[0]), "t")
+        harness.wait_for(lambda: self.listener_backends() not in ([], pids), 30,
+                         what="the listener's new connection")
+        before = self.counts()
+        deadline = time.monotonic() + self.GONE_WITHIN_S
+        while self.hits_since(before) == 0 and time.monotonic() < deadline:
+            self.assertEqual(self.status(jid).status, 200)
+            time.sleep(0.05)
+        after = self.counts()
+        self.assertGreaterEqual(after.get("miss", 0) - before.get("miss", 0), 1, after)
+        self.assertGreaterEqual(self.hits_since(before), 1, after)
+        s.sql("DELETE FROM sessions WHERE id = '%s'" % sid)
+        self.assert_gone(jid)
+
+
+class CacheQueryTest(CacheTest):
+    STALE_MS = "0"
+    HIT = "checked"
+    GONE_WITHIN_S = 0
+
+    def test_listener_cut_empties_then_refills(self):
+        self.skipTest("no listener for the cache when every hit is checked")
 
 
 if __name__ == "__main__":
