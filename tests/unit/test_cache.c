@@ -21,7 +21,9 @@ static void put(struct api_cache *c, const char *job, const char *key, uint64_t 
     memset(&v, 0, sizeof(v));
     snprintf(v.status, sizeof(v.status), "succeeded");
     v.finished_usec = 42;
-    api_cache_job_put(c, job, key, epoch, &v, "{\"a\":1}", 7, "\"0000000000000001\"");
+    char etag[API_ETAG_LEN];
+    api_etag("{\"a\":1}", 7, etag);
+    api_cache_job_put(c, job, key, epoch, &v, "{\"a\":1}", 7, etag);
 }
 
 static int has(struct api_cache *c, const char *job, const char *key)
