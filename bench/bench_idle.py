@@ -145,7 +145,9 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < min(hard, nconn + 256):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, nconn + 256), hard))
-    svc = harness.Service("bench-idle", workers=0, env=dict(env, LOG_LEVEL="warn"))
+    # info: the harness waits for the api's api.started line (an info line)
+    # before it trusts /health.
+    svc = harness.Service("bench-idle", workers=0, env=dict(env, LOG_LEVEL="info"))
     try:
         sid = svc.create_session({"a.txt": "hello\n"})["session_id"]
         measure(svc, sid, 10)                               # warm-up
