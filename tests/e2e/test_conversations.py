@@ -6,7 +6,7 @@ answer "HISTORY MISSING: ..." / "HISTORY UNEXPECTED: ..." when the
 conversation opencode sends does not hold (or holds) a text:
   - a second job's agent receives the first job's prompt and answer;
   - a "fresh": true job does not, and its conversation becomes the
-    session's;
+    session's; "fresh": null and false continue;
   - a job that does not succeed does not advance the conversation: the job
     after it sees the last succeeded job's, not the failed one's prompt;
   - what a job's agent plants in its HOME (opencode config, a plugin, a
@@ -60,17 +60,36 @@ class ConversationsTest(harness.ServiceTest):
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
     def test_second_job_continues_the_first(self):
+        # Also: what the first job's agent plants in its HOME does not reach
+        # the second job's, which still gets the conversation.
         s = self.svc
         sid = s.create_session({"a.txt": "a\n"})["session_id"]
-        first = self.run_job(sid, [{"text": "first answer \u00e9-one"}], "prompt PROMPT-ONE-7c1")
+        first = self.run_job(sid, [{"bash": {"command": PLANT, "description": "plant"}},
+                                   {"bash": {"command": CHECK, "description": "check"}},
+                                   {"text": "first answer \u00e9-one"}], "prompt PROMPT-ONE-7c1")
         self.assertEqual(first["result"], "first answer \u00e9-one")
         # The conversation is kept next to the outputs, never among them.
-        self.assertEqual([f["path"] for f in first["output_files"]], ["a.txt"])
+        self.assertEqual(sorted(f["path"] for f in first["output_files"]),
+                         ["a.txt", "home-check.txt"])
         self.assertEqual(self.conversations(sid), [first["job_id"]])
+        # The plant worked in the first job's HOME ...
+        planted = s.download(sid, "home-check.txt", job_id=first["job_id"])
+        self.assertEqual(planted.status, 200, planted)
+        self.assertEqual(planted.body.decode().split(), sum([["PRESENT", p] for p in PLANTED], []))
+        # "fresh": null is a job that continues.
         second = self.run_job(sid, [{"expect_history": "PROMPT-ONE-7c1"},
                                     {"expect_history": "first answer \u00e9-one"},
-                                    {"text": "second saw it \u00e9-two"}], "prompt PROMPT-TWO-7c1")
+                                    {"bash": {"command": CHECK, "description": "check"}},
+                                    {"text": "second saw it \u00e9-two"}], "prompt PROMPT-TWO-7c1",
+                              fresh=None)
         self.assertEqual(second["result"], "second saw it \u00e9-two")
+        # ... and none of it reached the second job's.
+        got = s.download(sid, "home-check.txt", job_id=second["job_id"])
+        self.assertEqual(got.body.decode().split(), sum([["ABSENT", p] for p in PLANTED], []))
+        conv = set(os.listdir(os.path.join(s.session_dir(sid), "conversations",
+                                           second["job_id"])))
+        self.assertTrue({"opencode.db", "session_id"} <= conv, conv)
+        self.assertTrue(conv <= {"opencode.db", "opencode.db-wal", "session_id"}, conv)
         # A third job sees both earlier jobs.
         third = self.run_job(sid, [{"expect_history": "PROMPT-ONE-7c1"},
                                    {"expect_history": "second saw it \u00e9-two"},
@@ -84,7 +103,9 @@ class ConversationsTest(harness.ServiceTest):
         harness.wait_for(lambda: not os.path.exists(s.session_dir(sid)), 30,
                          what="the session's folder to go")
 
-    def test_fresh_job_starts_a_new_conversation(self):
+    def test_fresh_then_failed_job(self):
+        # A fresh job starts a new conversation, which becomes the
+        # session's; a job after it that fails does not advance it.
         s = self.svc
         sid = s.create_session({"a.txt": "a\n"})["session_id"]
         # The prompt texts are not JSON-escaped (the scripts are): "\u00e9"
@@ -95,51 +116,26 @@ class ConversationsTest(harness.ServiceTest):
                              "prompt PROMPT-FRESH-\u00e93f2", fresh=True)
         self.assertEqual(fresh["result"], "HISTORY MISSING: PROMPT-OLD-\u00e93f2")
         self.assertEqual(s.scalar("SELECT fresh FROM jobs WHERE id = '%s'" % fresh["job_id"]), "t")
-        # The fresh job's conversation is the session's now.
-        after = self.run_job(sid, [{"expect_history": "PROMPT-FRESH-\u00e93f2"},
-                                   {"expect_no_history": "old answer \u00e9-old"},
-                                   {"text": "after fresh ok"}], "prompt after", fresh=False)
-        self.assertEqual(after["result"], "after fresh ok")
-
-    def test_failed_job_does_not_advance(self):
-        s = self.svc
-        sid = s.create_session({"a.txt": "a\n"})["session_id"]
-        good = self.run_job(sid, [{"text": "good answer \u00e9-good"}], "prompt PROMPT-GOOD-9d4")
+        kept = self.conversations(sid)
+        self.assertIn(fresh["job_id"], kept)
         # The agent gets the prompt (opencode stores it), the model fails.
         bad_id = s.submit(sid, script_prompt([{"http_error": 500}], "prompt PROMPT-BAD-9d4"),
                           timeout_s=5)["job_id"]
         bad = s.wait_job(bad_id, timeout=60)
         self.assertNotEqual(bad["status"], "succeeded", bad)
-        self.assertEqual(self.conversations(sid), [good["job_id"]])
-        nxt = self.run_job(sid, [{"expect_history": "good answer \u00e9-good"},
-                                 {"expect_no_history": "PROMPT-BAD-9d4"},
-                                 {"text": "next ok"}], "prompt next")
-        self.assertEqual(nxt["result"], "next ok")
-
-    def test_planted_config_is_not_carried(self):
-        s = self.svc
-        sid = s.create_session({"a.txt": "a\n"})["session_id"]
-        self.run_job(sid, [{"bash": {"command": PLANT, "description": "plant"}},
-                           {"bash": {"command": CHECK, "description": "check"}},
-                           {"text": "planted \u00e9-plant"}], "prompt PROMPT-PLANT-5e6")
-        first = s.download(sid, "home-check.txt")
-        self.assertEqual(first.status, 200, first)
-        # The plant worked in the first job's HOME ...
-        self.assertEqual(first.body.decode().split(), sum([["PRESENT", p] for p in PLANTED], []))
-        second = self.run_job(sid, [{"expect_history": "planted \u00e9-plant"},
-                                    {"bash": {"command": CHECK, "description": "check"}},
-                                    {"text": "checked"}], "prompt check")
-        self.assertEqual(second["result"], "checked")
-        # ... and none of it reached the second job's, which still has the
-        # conversation.
-        got = s.download(sid, "home-check.txt", job_id=second["job_id"])
-        self.assertEqual(got.body.decode().split(), sum([["ABSENT", p] for p in PLANTED], []))
-        conv = set(os.listdir(os.path.join(s.session_dir(sid), "conversations",
-                                           second["job_id"])))
-        self.assertTrue({"opencode.db", "session_id"} <= conv, conv)
-        self.assertTrue(conv <= {"opencode.db", "opencode.db-wal", "session_id"}, conv)
+        self.assertEqual(self.conversations(sid), kept)
+        # "fresh": false continues: the fresh job's conversation, without
+        # the old one's or the failed job's.
+        after = self.run_job(sid, [{"expect_history": "PROMPT-FRESH-\u00e93f2"},
+                                   {"expect_no_history": "old answer \u00e9-old"},
+                                   {"expect_no_history": "PROMPT-BAD-9d4"},
+                                   {"text": "after fresh ok"}], "prompt after", fresh=False)
+        self.assertEqual(after["result"], "after fresh ok")
+        self.assertEqual(s.scalar("SELECT count(*) FROM jobs WHERE fresh AND session_id = '%s'"
+                                  % sid), "1")
 
     def test_fresh_must_be_boolean(self):
+        # (null and false are accepted: the tests above send them.)
         s = self.svc
         sid = s.create_session({"a.txt": "a\n"})["session_id"]
         before = s.scalar("SELECT count(*) FROM jobs")
@@ -148,13 +144,6 @@ class ConversationsTest(harness.ServiceTest):
                           {"prompt": "hello", "fresh": bad})
             self.assertError(r, 422, "fresh", code="validation_error")
         self.assertEqual(s.scalar("SELECT count(*) FROM jobs"), before)
-        # null and false are a job that continues.
-        for ok in (None, False):
-            r = s.request("POST", "/job?session_id=" + sid, {"prompt": "hello", "fresh": ok})
-            self.assertEqual(r.status, 200, r)
-            s.wait_job(r.json()["job_id"])
-        self.assertEqual(s.scalar("SELECT count(*) FROM jobs WHERE fresh AND session_id = '%s'"
-                                  % sid), "0")
 
 
 if __name__ == "__main__":
