@@ -43,6 +43,7 @@ struct api_live {
     struct api_cache   *cache;
     long                hb_every_ms;
     int64_t             hb_due;
+    unsigned long       gen;              /* the connection handled */
     char                hb_channel[32];   /* this process's own */
 };
 
@@ -81,7 +82,9 @@ static void live_wake_all(struct api_live *live)
 }
 
 /* Notifications arrive in commit order: when a heartbeat sent at t comes
- * back, every job_changed committed before t has been handled. */
+ * back, every job_changed committed before t has been handled. One that
+ * comes on a connection live_main() has not handled yet (the heartbeat's
+ * statement reconnected) does not count: the cache is emptied first. */
 static void live_on_notify(const char *channel, const char *payload, void *arg)
 {
     struct api_live *live = arg;
@@ -89,7 +92,7 @@ static void live_on_notify(const char *channel, const char *payload, void *arg)
         live_wake_job(live, payload);
     else if (strcmp(channel, "job_changed") == 0)
         api_cache_job_drop(live->cache, payload);
-    else if (strcmp(channel, live->hb_channel) == 0)
+    else if (strcmp(channel, live->hb_channel) == 0 && db_generation(live->db) == live->gen)
         api_cache_fresh_as_of(live->cache, strtoll(payload, NULL, 10));
 }
 
@@ -128,16 +131,15 @@ static int live_stopping(struct api_live *live)
 static void *live_main(void *arg)
 {
     struct api_live *live = arg;
-    unsigned long gen = 0;
     while (!live_stopping(live)) {
         if (db_ensure(live->db, NULL, 0) != DB_OK) {
             struct timespec ts = { 1, 0 };
             nanosleep(&ts, NULL);
             continue;
         }
-        if (db_generation(live->db) != gen) {
+        if (db_generation(live->db) != live->gen) {
             /* A new connection: whatever was sent before it is lost. */
-            gen = db_generation(live->db);
+            live->gen = db_generation(live->db);
             api_cache_unfresh(live->cache);
             live_wake_all(live);
         }
