@@ -8,7 +8,8 @@ and `opencode serve` with a fresh HOME and the same provider config. Then:
 
   job           submit -> terminal of the seed's example 2 (prompt "Add a
                 subtract function to src/math_utils.py", openai/gpt-4, on
-                example 1's files) vs bare `opencode run` of the same
+                example 1's files; waited for with the long-poll
+                GET /job/status?wait=) vs bare `opencode run` of the same
                 prompt and model in a copy of the files, fresh HOME each run
                 (median of BENCH_JOB_RUNS, 3)
   status        GET /job/status of a finished job vs opencode serve's
@@ -59,7 +60,6 @@ FILES = {  # the seed's example 1
 }
 TWO_SMALL = {"files": [{"path": "a.txt", "content": "hello\n"},
                        {"path": "src/b.py", "content": "print(1)\n"}]}
-ENDED = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 def env_int(name, default):
@@ -105,11 +105,7 @@ def run_job(svc):
     cpu0 = proc_cpu_s(worker)
     t0 = time.monotonic()
     jid = svc.submit(sid, PROMPT, model=MODEL)["job_id"]
-    while True:
-        st = svc.job(jid)
-        if st["status"] in ENDED:
-            break
-        time.sleep(0.01)
+    st = svc.wait_job(jid, timeout=300)  # the long-poll: no polling load
     took = time.monotonic() - t0
     time.sleep(0.2)  # the worker reaps and accounts its children
     if st["status"] != "succeeded":

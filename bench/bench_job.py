@@ -102,11 +102,7 @@ def service_run(svc, seen):
     sid = svc.create_session(FILES)["session_id"]
     t0 = time.monotonic()
     jid = svc.submit(sid, PROMPT, model=harness.MODEL)["job_id"]
-    while True:
-        j = svc.job(jid)
-        if j["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
-            break
-        time.sleep(0.02)
+    j = svc.wait_job(jid, timeout=300)  # the long-poll: no polling load
     dt = time.monotonic() - t0
     if j["status"] != "succeeded":
         raise SystemExit("job %s: %s" % (j["status"], json.dumps(j)[:2000]))

@@ -36,6 +36,7 @@ STACK_SH = os.environ.get("STACK_SH", os.path.join(SOURCE, "scripts", "stack.sh"
 FAKE_MODEL = os.path.join(SOURCE, "tests", "fakemodel", "fake_model.py")
 OPENCODE = os.path.join(SOURCE, "node_modules", ".bin", "opencode")
 MODEL = "scripted/scripted-model"
+ENDED = ("succeeded", "failed", "timed_out", "cancelled")
 
 
 def script_prompt(steps, text="scripted job"):
@@ -447,9 +448,24 @@ class Service:
             raise AssertionError("job status: %r" % r)
         return r.json()
 
-    def wait_job(self, job_id, timeout=120, states=("succeeded", "failed", "timed_out", "cancelled")):
+    def wait_job(self, job_id, timeout=120, states=ENDED, key="default"):
+        """The job's status once it is in one of states. Waiting for ended
+        states uses the long-poll (?wait=), as a client would: the answer
+        comes when the job ends, not at the next poll (and a 429, when a
+        test filled the stream caps, falls back to a plain read)."""
+        longpoll = set(states) <= set(ENDED)
+        deadline = time.monotonic() + timeout
+
         def done():
-            j = self.job(job_id)
+            left = int(deadline - time.monotonic())
+            if longpoll and left >= 1:
+                r = self.request("GET", "/job/status?wait=%d&job_id=%s" % (min(left, 20), job_id),
+                                 key=key, timeout=left + 30)
+                if r.status not in (200, 429):
+                    raise AssertionError("job status: %r" % r)
+                j = r.json() if r.status == 200 else self.job(job_id, key=key)
+            else:
+                j = self.job(job_id, key=key)
             return j if j["status"] in states else None
         try:
             return wait_for(done, timeout, 0.3, "job %s to reach %s" % (job_id, states))
