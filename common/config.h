@@ -88,6 +88,7 @@ struct cfg {
     char  *worker_id;            /* WORKER_ID (default host:pid) */
     char  *opencode_bin;         /* OPENCODE_BIN: resolved absolute path */
     char  *agent_config_json;    /* contents of AGENT_CONFIG_FILE, or NULL */
+    char  *agent_models_json;    /* contents of AGENT_MODELS_FILE, or NULL */
     enum cfg_sandbox sandbox;    /* AGENT_SANDBOX */
     enum cfg_egress egress;      /* AGENT_EGRESS */
     char  *egress_allow;         /* AGENT_EGRESS_ALLOW: host[:port],... or NULL */

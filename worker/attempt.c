@@ -65,6 +65,24 @@ int attempt_seed_home(const char *home)
     return rc;
 }
 
+int attempt_seed_models(const char *home, const char *models)
+{
+    static const char *const dirs[] = { "/.cache", "/.cache/opencode" };
+    if (models == NULL)
+        return 0;
+    char path[LAYOUT_PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        if (snprintf(path, sizeof(path), "%s%s", home, dirs[i]) >= (int)sizeof(path))
+            return -ENAMETOOLONG;
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return -errno;
+    }
+    if (snprintf(path, sizeof(path), "%s/.cache/opencode/models.json", home) >=
+        (int)sizeof(path))
+        return -ENAMETOOLONG;
+    return attempt_write_file(path, models);
+}
+
 int attempt_base_copy(const struct layout_attempt *a, char *buf, size_t len)
 {
     if (snprintf(buf, len, "%s/base", a->dir) >= (int)len)

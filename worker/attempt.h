@@ -49,6 +49,12 @@ int attempt_base_copy(const struct layout_attempt *a, char *buf, size_t len);
  * packages into it on start (attempt.c). Returns 0 or a negative errno. */
 int attempt_seed_home(const char *home);
 
+/* Writes models (AGENT_MODELS_FILE's catalogue) where opencode looks for
+ * its cached catalogue, HOME/.cache/opencode/models.json, so it need not
+ * build its built-in one; models NULL: nothing. Returns 0 or a negative
+ * errno. */
+int attempt_seed_models(const char *home, const char *models);
+
 /* 1 while the attempt holds the job's lease, 0 when it does not (or that
  * cannot be known). */
 typedef int (*attempt_lease_fn)(void *arg);

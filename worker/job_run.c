@@ -129,6 +129,8 @@ static int job_prepare(struct job_attempt *ja)
     int rc = attempt_prepare_walk(&ja->a, c->prompt, &walk, &ja->own_dir);
     if (rc == -ECANCELED && ja->lease_lost)
         return 1;
+    if (rc == 0)
+        rc = attempt_seed_models(ja->a.home, cfg->agent_models_json);
     if (rc == 0) {
         ja->env = job_gateway_env(ja);
         if (ja->env == NULL)

@@ -5,6 +5,9 @@
  * the folders of the live attempt B that replaced it.
  *
  * The lease is a variable here: the token that currently owns the job.
+ *
+ * Also: the agent HOME's model catalogue (attempt_seed_models) is written
+ * where opencode reads its cached catalogue, and only when configured.
  */
 #include "attempt.h"
 #include "check.h"
@@ -228,6 +231,37 @@ static void test_publish_failure(void)
     CHECK(attempt_remove(&a) == 0);
 }
 
+/* The whole file at path, or "" (static buffer). */
+static const char *slurp(const char *path)
+{
+    static char buf[256];
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return buf;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_seed_models(void)
+{
+    char home[PATH_MAX + 16];
+    snprintf(home, sizeof(home), "%s/models-home", data_dir);
+    CHECK(mkdir(home, 0700) == 0);
+    CHECK(attempt_seed_models(home, NULL) == 0);          /* not configured */
+    CHECK(!tfs_exists(J(home, ".cache")));
+    const char *cat = "{\"openai\":{\"id\":\"openai\",\"models\":{}}}";
+    CHECK(attempt_seed_models(home, cat) == 0);
+    CHECK(strcmp(slurp(J(home, ".cache/opencode/models.json")), cat) == 0);
+    struct stat st;
+    CHECK(stat(J(home, ".cache/opencode/models.json"), &st) == 0 && (st.st_mode & 0777) == 0600);
+    /* An existing .cache (a seeded conversation's HOME) is fine. */
+    CHECK(attempt_seed_models(home, "{}") == 0);
+    CHECK(strcmp(slurp(J(home, ".cache/opencode/models.json")), "{}") == 0);
+}
+
 int main(void)
 {
     umask(022);
@@ -242,6 +276,7 @@ int main(void)
     test_live_publishes_first();
     test_stale_published_first();
     test_publish_failure();
+    test_seed_models();
 
     CHECK(fs_rm_rf(data_dir) == 0);
     return check_report();
