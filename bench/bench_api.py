@@ -10,7 +10,8 @@ and `opencode serve` with a fresh HOME and the same provider config. Then:
                 subtract function to src/math_utils.py", openai/gpt-4, on
                 example 1's files; waited for with the long-poll
                 GET /job/status?wait=) vs bare `opencode run` of the same
-                prompt and model in a copy of the files, fresh HOME each run
+                prompt and model in a copy of the files, fresh HOME (with
+                the agents' model catalogue only) each run
                 (median of BENCH_JOB_RUNS, 3)
   status        GET /job/status of a finished job vs opencode serve's
                 GET /session/status and this api's /health, same client
@@ -125,6 +126,7 @@ def bare_run(config):
                 f.write(c)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp,
                "OPENCODE_CONFIG_CONTENT": config}
+        harness.give_catalogue(tmp)  # the same catalogue the service's agents get
         t0 = time.monotonic()
         r = subprocess.run([harness.OPENCODE, "run", "-m", MODEL, PROMPT], cwd=work, env=env,
                            capture_output=True, timeout=300)
@@ -145,6 +147,7 @@ class Serve:
         self.port = harness.free_port()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.tmp,
                "OPENCODE_CONFIG_CONTENT": config}
+        harness.give_catalogue(self.tmp)
         self.log = open(os.path.join(self.tmp, "serve.log"), "wb")
         self.proc = subprocess.Popen([harness.OPENCODE, "serve", "--port", str(self.port),
                                       "--hostname", "127.0.0.1"], cwd=self.tmp, env=env,

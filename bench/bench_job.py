@@ -53,6 +53,7 @@ def bare_run(svc, root, seeded=False):
     tmp = tempfile.mkdtemp(prefix="bare-", dir=root)
     home, ws = os.path.join(tmp, "home"), os.path.join(tmp, "ws")
     os.makedirs(home)
+    harness.give_catalogue(home)  # the same catalogue the service's agents get
     if seeded:
         os.makedirs(os.path.join(home, ".config", "opencode", "node_modules"))
         for path, content in SEED.items():

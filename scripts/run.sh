@@ -26,6 +26,7 @@
 #   OPENCODE_BIN=node_modules/.bin/opencode  AGENT_UID_LOCK_DIR=var/agent-uids
 #   API_KEY                  generated once into var/api_key (mode 0600)
 #   AGENT_CONFIG_FILE        var/agent-config.json in offline mode
+#   AGENT_MODELS_FILE        tests/fakemodel/models.json in offline mode, unless set
 # Variables of this script: WORKERS (2), BUILD_DIR (build), STACK_DIR
 # (var/stack), STOP_TIMEOUT (seconds to wait for the programs to exit; by
 # default WORKER_GRACE_S + 15).
@@ -396,6 +397,9 @@ if ((offline)); then
     # Exported even if .env names another file: --offline is explicit, and
     # the environment takes precedence over .env.
     export AGENT_CONFIG_FILE="$ROOT/var/agent-config.json"
+    # Only the providers that configuration names: opencode then skips
+    # building its built-in catalogue of every provider on each start.
+    is_set AGENT_MODELS_FILE || export AGENT_MODELS_FILE="$ROOT/tests/fakemodel/models.json"
     log "scripted model server on $base"
 fi
 

@@ -34,6 +34,9 @@ SOURCE = os.environ.get("OC_SOURCE_DIR", os.path.abspath(os.path.join(os.path.di
 BUILD = os.environ.get("OC_BUILD_DIR", os.path.join(SOURCE, "build"))
 STACK_SH = os.environ.get("STACK_SH", os.path.join(SOURCE, "scripts", "stack.sh"))
 FAKE_MODEL = os.path.join(SOURCE, "tests", "fakemodel", "fake_model.py")
+# The model catalogue the agents get (AGENT_MODELS_FILE), as scripts/run.sh
+# --offline gives it: the providers of the offline configuration only.
+MODELS_FILE = os.path.join(SOURCE, "tests", "fakemodel", "models.json")
 OPENCODE = os.path.join(SOURCE, "node_modules", ".bin", "opencode")
 MODEL = "scripted/scripted-model"
 ENDED = ("succeeded", "failed", "timed_out", "cancelled")
@@ -56,6 +59,15 @@ JOB_LEASE_S = "15"
 # this host's uids, also beside a test's own stack: PrivateStack), inside
 # the project's test stack rather than the default under /run.
 UID_LOCK_DIR = os.path.join(os.environ.get("STACK_DIR") or tempfile.gettempdir(), "agent-uids")
+
+
+def give_catalogue(home):
+    """Puts MODELS_FILE where the worker puts AGENT_MODELS_FILE in an agent's
+    HOME (worker/attempt.c), for opencode runs outside the service (the
+    benchmarks' bare runs) configured as the service's are."""
+    d = os.path.join(home, ".cache", "opencode")
+    os.makedirs(d, exist_ok=True)
+    shutil.copyfile(MODELS_FILE, os.path.join(d, "models.json"))
 
 
 def free_port():
@@ -237,6 +249,7 @@ class Service:
             "API_LISTEN": "127.0.0.1:%d" % self.port,
             "OPENCODE_BIN": OPENCODE,
             "AGENT_CONFIG_FILE": self.agent_config,
+            "AGENT_MODELS_FILE": MODELS_FILE,
             "DEFAULT_MODEL": MODEL,
             "JOB_LEASE_S": JOB_LEASE_S,
             "JANITOR_INTERVAL_S": "1",

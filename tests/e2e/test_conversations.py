@@ -10,7 +10,8 @@ conversation opencode sends does not hold (or holds) a text:
   - a job that does not succeed does not advance the conversation: the job
     after it sees the last succeeded job's, not the failed one's prompt;
   - what a job's agent plants in its HOME (opencode config, a plugin, a
-    file next to opencode's database) is not in the next job's HOME;
+    file next to opencode's database) is not in the next job's HOME; the
+    model catalogue (AGENT_MODELS_FILE) is;
   - the conversation is kept out of output_files and goes with the session;
   - "fresh" of a wrong type is 422 and queues nothing.
 
@@ -41,6 +42,10 @@ PLANTED = [".config/opencode/opencode.json", ".config/opencode/plugin/evil.js",
            ".config/opencode/plugins/evil.js", ".local/share/opencode/planted.txt",
            ".local/share/opencode/plugin/evil.js"]
 
+# The catalogue the worker gives every agent (AGENT_MODELS_FILE, set by the
+# harness) is in its HOME, where opencode reads its cached one.
+CATALOGUE = 'wc -c < "$HOME/.cache/opencode/models.json" > catalogue-size.txt'
+
 CHECK = ("for p in %s; do if [ -e \"$HOME/$p\" ]; then echo \"PRESENT $p\"; "
          "else echo \"ABSENT $p\"; fi; done > home-check.txt"
          % " ".join(PLANTED))
@@ -66,11 +71,14 @@ class ConversationsTest(harness.ServiceTest):
         sid = s.create_session({"a.txt": "a\n"})["session_id"]
         first = self.run_job(sid, [{"bash": {"command": PLANT, "description": "plant"}},
                                    {"bash": {"command": CHECK, "description": "check"}},
+                                   {"bash": {"command": CATALOGUE, "description": "size"}},
                                    {"text": "first answer \u00e9-one"}], "prompt PROMPT-ONE-7c1")
         self.assertEqual(first["result"], "first answer \u00e9-one")
         # The conversation is kept next to the outputs, never among them.
         self.assertEqual(sorted(f["path"] for f in first["output_files"]),
-                         ["a.txt", "home-check.txt"])
+                         ["a.txt", "catalogue-size.txt", "home-check.txt"])
+        size = s.download(sid, "catalogue-size.txt", job_id=first["job_id"]).body.decode()
+        self.assertEqual(int(size), os.path.getsize(harness.MODELS_FILE))
         self.assertEqual(self.conversations(sid), [first["job_id"]])
         # The plant worked in the first job's HOME ...
         planted = s.download(sid, "home-check.txt", job_id=first["job_id"])
