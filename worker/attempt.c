@@ -41,28 +41,32 @@ static const char attempt_oc_lock[] =
     "{\"lockfileVersion\":3,\"packages\":{\"\":{\"dependencies\":"
     "{\"@opencode-ai/plugin\":\"*\"}}}}\n";
 
-int attempt_seed_home(const char *home)
+/* Makes home's folders dirs (each inside the one before it) and writes
+ * text as home + rel. */
+static int attempt_home_write(const char *home, const char *const *dirs, size_t ndirs,
+                              const char *rel, const char *text)
 {
-    static const char *const dirs[] = { "/.config", "/.config/opencode",
-                                        "/.config/opencode/node_modules" };
     char path[LAYOUT_PATH_MAX + 64];
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+    for (size_t i = 0; i < ndirs; i++) {
         if (snprintf(path, sizeof(path), "%s%s", home, dirs[i]) >= (int)sizeof(path))
             return -ENAMETOOLONG;
         if (mkdir(path, 0700) != 0 && errno != EEXIST)
             return -errno;
     }
-    int rc = 0;
-    if (snprintf(path, sizeof(path), "%s/.config/opencode/package.json", home) >=
-        (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s%s", home, rel) >= (int)sizeof(path))
         return -ENAMETOOLONG;
-    rc = attempt_write_file(path, attempt_oc_package);
-    if (rc == 0 && snprintf(path, sizeof(path), "%s/.config/opencode/package-lock.json",
-                            home) >= (int)sizeof(path))
-        rc = -ENAMETOOLONG;
-    if (rc == 0)
-        rc = attempt_write_file(path, attempt_oc_lock);
-    return rc;
+    return attempt_write_file(path, text);
+}
+
+int attempt_seed_home(const char *home)
+{
+    static const char *const dirs[] = { "/.config", "/.config/opencode",
+                                        "/.config/opencode/node_modules" };
+    int rc = attempt_home_write(home, dirs, sizeof(dirs) / sizeof(dirs[0]),
+                                "/.config/opencode/package.json", attempt_oc_package);
+    return rc != 0 ? rc : attempt_home_write(home, dirs, 0,
+                                             "/.config/opencode/package-lock.json",
+                                             attempt_oc_lock);
 }
 
 int attempt_seed_models(const char *home, const char *models)
@@ -70,17 +74,8 @@ int attempt_seed_models(const char *home, const char *models)
     static const char *const dirs[] = { "/.cache", "/.cache/opencode" };
     if (models == NULL)
         return 0;
-    char path[LAYOUT_PATH_MAX + 64];
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        if (snprintf(path, sizeof(path), "%s%s", home, dirs[i]) >= (int)sizeof(path))
-            return -ENAMETOOLONG;
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return -errno;
-    }
-    if (snprintf(path, sizeof(path), "%s/.cache/opencode/models.json", home) >=
-        (int)sizeof(path))
-        return -ENAMETOOLONG;
-    return attempt_write_file(path, models);
+    return attempt_home_write(home, dirs, sizeof(dirs) / sizeof(dirs[0]),
+                              "/.cache/opencode/models.json", models);
 }
 
 int attempt_base_copy(const struct layout_attempt *a, char *buf, size_t len)

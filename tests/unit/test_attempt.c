@@ -231,20 +231,6 @@ static void test_publish_failure(void)
     CHECK(attempt_remove(&a) == 0);
 }
 
-/* The whole file at path, or "" (static buffer). */
-static const char *slurp(const char *path)
-{
-    static char buf[256];
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return buf;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void test_seed_models(void)
 {
     char home[PATH_MAX + 16];
@@ -254,12 +240,12 @@ static void test_seed_models(void)
     CHECK(!tfs_exists(J(home, ".cache")));
     const char *cat = "{\"openai\":{\"id\":\"openai\",\"models\":{}}}";
     CHECK(attempt_seed_models(home, cat) == 0);
-    CHECK(strcmp(slurp(J(home, ".cache/opencode/models.json")), cat) == 0);
+    CHECK(strcmp(tfs_read(J(home, ".cache/opencode/models.json")), cat) == 0);
     struct stat st;
     CHECK(stat(J(home, ".cache/opencode/models.json"), &st) == 0 && (st.st_mode & 0777) == 0600);
     /* An existing .cache (a seeded conversation's HOME) is fine. */
     CHECK(attempt_seed_models(home, "{}") == 0);
-    CHECK(strcmp(slurp(J(home, ".cache/opencode/models.json")), "{}") == 0);
+    CHECK(strcmp(tfs_read(J(home, ".cache/opencode/models.json")), "{}") == 0);
 }
 
 int main(void)

@@ -8,6 +8,7 @@
 #include "cgroup.h"
 #include "check.h"
 #include "sandbox.h"
+#include "testfs.h"
 #include "uidlease.h"
 #include "watchdog.h"
 
@@ -38,19 +39,9 @@ static void put(const char *dir, const char *name, const char *text)
     fclose(f);
 }
 
-static char *get(const char *dir, const char *name)
+static const char *get(const char *dir, const char *name)
 {
-    static char buf[256];
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return buf;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
+    return tfs_read(tfs_path(dir, name));
 }
 
 static void test_uidlease(void)

@@ -1,6 +1,7 @@
 /*
  * testfs.h - file helpers the unit tests that build folders share: paths
- * under a test folder, writing a file whole, asking whether one exists.
+ * under a test folder, writing or reading a small file whole, asking
+ * whether one exists.
  * A test that cannot write its own fixture stops (exit 2): it could not
  * tell anything anyway.
  */
@@ -34,6 +35,21 @@ static inline void tfs_put(const char *path, const void *data, size_t n, mode_t 
         exit(2);
     }
     close(fd);
+}
+
+/* The first 255 bytes of the file at path, or "" when it cannot be read
+ * (one static buffer: copy it before the next call). */
+static inline const char *tfs_read(const char *path)
+{
+    static char buf[256];
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return buf;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
 }
 
 /* 1 when path names anything, a dangling symlink included. */
