@@ -158,6 +158,12 @@ class DatabaseRestart(FaultTest):
         passes_before = len(s.log_lines("janitor", r"janitor\.pass"))
 
         STACK.run("pg-stop")
+        # The api's cache of ended jobs' documents stays fresh for
+        # API_CACHE_STALE_MS (0.5 s) after the last heartbeat came back
+        # (README, "Status reads"): nothing can have deleted the job in that
+        # time, so it may answer the status from memory. Past it, it asks
+        # the database like every other request here.
+        time.sleep(1.5)
         restarted = False
         try:
             for name, call in self.db_requests(sid, jid):
