@@ -96,7 +96,7 @@ static void sweep_rm_all(struct sweep *s, char (*ids)[ID_HEX_LEN + 1], long n, i
 {
     struct sweep_rm rm = { s->cfg->data_dir, ids, err, n, 0 };
     pthread_t t[64];
-    long want = s->cfg->janitor_remove_threads < n ? s->cfg->janitor_remove_threads : n;
+    long want = (s->cfg->janitor_remove_threads < n ? s->cfg->janitor_remove_threads : n) - 1;
     long started = 0;
     while (started < want && started < 64 &&
            pthread_create(&t[started], NULL, sweep_rm_main, &rm) == 0)
