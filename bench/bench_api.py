@@ -25,14 +25,13 @@ and `opencode serve` with a fresh HOME and the same provider config. Then:
   rss           the api's VmRSS while 64 / 256 connections read the status
   cpu           CPU seconds per job: result_json.resources.cpu_s, and the
                 worker's own + its children's CPU (/proc/<pid>/stat)
-  long-poll     measured by bench/bench_live.py (its RESULT lines; the
-                table points there)
-  janitor       sessions purged per second (bench_janitor's RESULT, passed
-                as --janitor-rate)
+  long-poll     measured by bench/bench_live.py, janitor by
+  janitor       bench/bench_janitor.py: the table reads their RESULT lines
+                from the files named by --results
 
 Prints RESULT lines for scripts/bench.sh, then a markdown table; with
 --figures FILE it saves the figures instead of printing the table, and
---table FILE [--janitor-rate R] prints the table of figures saved so.
+--table FILE [--results OUT...] prints the table of figures saved so.
 Environment: DATABASE_URL, AMQP_URL, STACK_DIR, OC_BUILD_DIR, BENCH_HTTP
 (the bench_http binary), BENCH_JOB_RUNS, BENCH_HTTP_CONNS (8),
 BENCH_HTTP_S (4).
@@ -255,7 +254,25 @@ def ratio(a, b):
     return a / b if a and b else float("nan")
 
 
-def table(o, janitor_rate):
+def results(paths):
+    """name -> value of the RESULT lines in the files at paths."""
+    out = {}
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 3 and w[0] == "RESULT":
+                    out[w[1]] = w[2]
+    return out
+
+
+def table(o, r):
+    try:
+        rm_s = "%.1f" % (float(r["janitor.purge_s"]) / float(r["janitor.vs_rm_rf_ratio"]))
+    except (KeyError, ValueError, ZeroDivisionError):
+        rm_s = "n/a"
     rows = [
         ("job, submit → terminal", "%.2f s" % o["job_s"],
          "bare `opencode run`, fresh HOME: %.2f s" % o["bare_s"],
@@ -277,10 +294,14 @@ def table(o, janitor_rate):
         ("api RSS under 256 connections", "%.0f MiB" % o["rss_256"], "—", "—", "—"),
         ("CPU seconds per job", "%.2f s (agent, result_json.resources.cpu_s); worker's own /proc: %.2f s"
          % (o["cpu_s"], o["worker_cpu_s"]), "—", "—", "—"),
-        ("long-poll / event latency after a job ends", "bench_live: live.longpoll_after_end_ms",
-         "—", "—", "≤ 100 ms"),
-        ("janitor purge rate", "%s sessions/s" % (janitor_rate or "n/a"), "—", "—",
-         "10 000 in ≤ 10 s"),
+        ("long-poll / event latency after a job ends",
+         "long-poll %s ms, event %s ms (slowest)" % (r.get("live.longpoll_after_end_ms", "n/a"),
+                                                     r.get("live.event_after_end_ms", "n/a")),
+         "— (from the job's `finished_at`)", "—", "≤ 100 ms"),
+        ("janitor purge rate", "%s sessions/s (10 000 in %s s)"
+         % (r.get("janitor.purge_rate_per_s", "n/a"), r.get("janitor.purge_s", "n/a")),
+         "`rm -rf` of the same folders: %s s" % rm_s,
+         "%s×" % r.get("janitor.vs_rm_rf_ratio", "n/a"), "10 000 in ≤ 10 s"),
     ]
     lines = ["| figure | this service | reference in the same run | ratio | target |",
              "|---|---|---|---|---|"]
@@ -290,13 +311,14 @@ def table(o, janitor_rate):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--janitor-rate", default="")
+    ap.add_argument("--results", nargs="*", default=[],
+                    help="files of RESULT lines the table quotes (bench_live, bench_janitor)")
     ap.add_argument("--figures", help="also save the figures (JSON) to this file")
     ap.add_argument("--table", help="only print the table of figures saved before")
     args = ap.parse_args()
     if args.table:
         with open(args.table) as f:
-            print(table(json.load(f), args.janitor_rate))
+            print(table(json.load(f), results(args.results)))
         return
     out = {}
     svc = harness.Service("bench-api", workers=1, env={
@@ -331,7 +353,7 @@ def main():
             json.dump(out, f)
     else:
         print()
-        print(table(out, args.janitor_rate))
+        print(table(out, results(args.results)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ with the e2e harness on the private stack of scripts/bench.sh.
   long-poll  GET /job/status?wait=60 on a job that ends by itself: from the
              job's finished_at (PostgreSQL's clock, the same host) to the
              answer's arrival
+  event      GET /job/events open on the same job meanwhile: from its
+             finished_at to the arrival of the terminal status event
   streams    BENCH_LIVE_STREAMS (1000) event streams spread over 50 queued
              jobs of an api without workers: /health latency while they
              are open, against the same api before they were opened, and
@@ -17,6 +19,7 @@ with the e2e harness on the private stack of scripts/bench.sh.
 Reported ("RESULT <name> <value> <target>" lines for scripts/bench.sh):
   live.cancel_max_s               slowest of BENCH_LIVE_RUNS cancels (<= 2)
   live.longpoll_after_end_ms      slowest long-poll answer after the end (<= 100)
+  live.event_after_end_ms         slowest terminal event after the end (<= 100)
   live.streams_health_p99_ms      /health p99 with the streams open (<= 1000)
   live.streams_health_p99_ratio   that p99 / p99 without them (info)
   live.rss_per_stream_kib         api RSS growth / open streams (<= 64)
@@ -30,6 +33,7 @@ import http.client
 import os
 import socket
 import sys
+import threading
 import time
 
 SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -97,18 +101,33 @@ def cancel_once(svc):
 
 
 def longpoll_once(svc):
+    """(long-poll answer, terminal event) arrival after the job's end, ms."""
     sid = svc.create_session({"a.txt": "x\n"})["session_id"]
     jid = svc.submit(sid, script_prompt([{"sleep": 2}, {"text": "done"}]))["job_id"]
+    events = stream(svc.port, svc.api_key, jid)
+    read_until(events, b"event: status")
+    seen = {}
+
+    def watch():
+        seen["ok"] = b'"status":"succeeded"' in read_until(events, b'"status":"succeeded"')
+        seen["at"] = time.time()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     c = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=120)
     c.request("GET", "/job/status?job_id=%s&wait=60" % jid, headers={"X-API-Key": svc.api_key})
     r = c.getresponse()
     r.read()
     arrived = time.time()
     c.close()
+    watcher.join(120)
+    events.close()
     end = svc.scalar("SELECT extract(epoch FROM finished_at) FROM jobs WHERE id = '%s'" % jid)
     if end is None:
         sys.exit("bench_live: the long-poll answered before the job ended")
-    return (arrived - float(end)) * 1000.0
+    if not seen.get("ok"):
+        sys.exit("bench_live: the event stream ended without the succeeded event")
+    return (arrived - float(end)) * 1000.0, (seen["at"] - float(end)) * 1000.0
 
 
 def health_ms(port, n):
@@ -154,14 +173,16 @@ def main():
         "JOB_LEASE_S": "600", "WORKER_CONCURRENCY": "2", "LOG_LEVEL": "info"})
     try:
         cancels = [cancel_once(svc) for _ in range(runs)]
-        polls = [longpoll_once(svc) for _ in range(runs)]
+        polls, events = zip(*[longpoll_once(svc) for _ in range(runs)])
     finally:
         svc.close(check=False)
     p99, ratio, per_stream = streams_figures(nstreams)
-    print("cancel: %s s; long-poll after end: %s ms" % (
-        ", ".join("%.2f" % c for c in cancels), ", ".join("%.1f" % p for p in polls)))
+    print("cancel: %s s; long-poll after end: %s ms; event after end: %s ms" % (
+        ", ".join("%.2f" % c for c in cancels), ", ".join("%.1f" % p for p in polls),
+        ", ".join("%.1f" % e for e in events)))
     print("RESULT live.cancel_max_s %.2f <=2" % max(cancels))
     print("RESULT live.longpoll_after_end_ms %.1f <=100" % max(polls))
+    print("RESULT live.event_after_end_ms %.1f <=100" % max(events))
     print("RESULT live.streams_health_p99_ms %.1f <=1000" % p99)
     print("RESULT live.streams_health_p99_ratio %.2f info" % ratio)
     print("RESULT live.rss_per_stream_kib %.1f <=64" % per_stream)

@@ -156,11 +156,10 @@ if ((download)); then
         tee "$tmp/janitor.out"; then
         failed+=(bench_janitor)
     fi
-    rate="$(awk '$1 == "RESULT" && $2 == "janitor.purge_rate_per_s" { print $3 }' \
-        "$tmp/janitor.out")"
     if [[ -s "$tmp/api.json" ]]; then
         echo >>"$tmp/api.out"
-        python3 bench/bench_api.py --table "$tmp/api.json" --janitor-rate "$rate" \
+        python3 bench/bench_api.py --table "$tmp/api.json" \
+            --results "$tmp/live.out" "$tmp/janitor.out" \
             >>"$tmp/api.out" || failed+=(bench_api)
     fi
 fi
