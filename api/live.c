@@ -43,6 +43,7 @@ struct api_live {
     struct api_cache   *cache;
     long                hb_every_ms;
     int64_t             hb_due;
+    long                hb_failures;      /* in a row; the first is logged */
     unsigned long       gen;              /* the connection handled */
     char                hb_channel[32];   /* this process's own */
 };
@@ -99,8 +100,9 @@ static void live_on_notify(const char *channel, const char *payload, void *arg)
 /* Sends a heartbeat when one is due, and hands on what its round trip
  * brought in (libpq may have read the notification along with the
  * answer: the socket then shows nothing more). Returns the ms until the
- * next one (LIVE_POLL_MS when they are off), or -1 when the connection
- * failed. */
+ * next one (LIVE_POLL_MS when they are off), or -1 when it failed. Logs
+ * the first failure of a run and the recovery, not every heartbeat in
+ * between (four per API_CACHE_STALE_MS). */
 static int live_heartbeat(struct api_live *live)
 {
     if (live->hb_every_ms <= 0)
@@ -111,8 +113,14 @@ static int live_heartbeat(struct api_live *live)
         snprintf(payload, sizeof(payload), "%lld", (long long)now);
         live->hb_due = now + live->hb_every_ms;
         if (store_notify(live->db, live->hb_channel, payload) != STORE_OK ||
-            db_notifies(live->db, live_on_notify, live) < 0)
+            db_notifies(live->db, live_on_notify, live) < 0) {
+            if (live->hb_failures++ == 0)
+                log_warn("api.listen_lost", "reconnecting=1 heartbeat=1");
             return -1;
+        }
+        if (live->hb_failures > 0)
+            log_info("api.listen_restored", "failed_heartbeats=%ld", live->hb_failures);
+        live->hb_failures = 0;
     }
     int64_t left = live->hb_due - now;
     return left < LIVE_POLL_MS ? (int)left : LIVE_POLL_MS;
@@ -144,10 +152,8 @@ static void *live_main(void *arg)
             live_wake_all(live);
         }
         int wait_ms = live_heartbeat(live);
-        if (wait_ms < 0) {
-            log_warn("api.listen_lost", "reconnecting=1 heartbeat=1");
+        if (wait_ms < 0)
             continue;
-        }
         struct pollfd p = { .fd = db_socket(live->db), .events = POLLIN };
         int n = poll(&p, 1, wait_ms);
         if (n < 0 && errno != EINTR)

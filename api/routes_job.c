@@ -140,36 +140,42 @@ static int job_same_version(const struct store_job_version *a,
            a->pruned == b->pruned;
 }
 
-/* Answers from the cache when it holds job_id for this key, and the job is
- * still there in the same version: known without a query while the cache
- * is fresh (cache.h), else as the database says. Returns the status sent,
- * or 0 (no usable entry: the caller reads the job). */
-static int job_status_cached(struct api_req *r, const char *job_id)
+/* Answers a hit of the caller's own key: without a query while the cache
+ * is fresh (cache.h), else when the database shows the job unchanged.
+ * Returns the status sent, or 0 (the entry is stale and dropped). */
+static int job_status_hit(struct api_req *r, const char *job_id, const struct api_cached_job *c)
 {
     struct api_cache *cache = r->api->cache;
-    struct api_cached_job c;
-    if (!api_cache_job_get(cache, job_id, &c))
-        return 0;
-    int status = 0;
-    if (strcmp(c.key_id, r->key_id) != 0) {
-        status = 0;                 /* another key: the query decides */
-    } else if (api_cache_fresh(cache, time_mono_ms(), r->api->cfg->api_cache_stale_ms)) {
+    if (api_cache_fresh(cache, time_mono_ms(), r->api->cfg->api_cache_stale_ms)) {
         api_cache_count(cache, API_CACHE_FRESH);
-        status = api_send_etag(r, c.body, c.len, c.etag);
-    } else if (api_db(r) == NULL) {
-        status = 503;
-    } else {
-        struct store_job_version now;
-        int rc = store_job_check(r->db, job_id, r->key_id, &now);
-        if (rc != STORE_OK)
-            status = api_store_fail(r, rc, "Job not found");
-        else if (job_same_version(&c.version, &now))
-            status = api_send_etag(r, c.body, c.len, c.etag);
-        else
-            api_cache_job_drop(cache, job_id);
-        if (status != 0)
-            api_cache_count(cache, API_CACHE_CHECKED);
+        return api_send_etag(r, c->body, c->len, c->etag);
     }
+    if (api_db(r) == NULL)
+        return 503;
+    struct store_job_version now;
+    int status = 0;
+    int rc = store_job_check(r->db, job_id, r->key_id, &now);
+    if (rc != STORE_OK)
+        status = api_store_fail(r, rc, "Job not found");
+    else if (job_same_version(&c->version, &now))
+        status = api_send_etag(r, c->body, c->len, c->etag);
+    else
+        api_cache_job_drop(cache, job_id);
+    if (status != 0)
+        api_cache_count(cache, API_CACHE_CHECKED);
+    return status;
+}
+
+/* Answers from the cache when it holds job_id for this key. An entry read
+ * by another key is not used: the query decides what that caller sees.
+ * Returns the status sent, or 0 (no usable entry: the caller reads the
+ * job). */
+static int job_status_cached(struct api_req *r, const char *job_id)
+{
+    struct api_cached_job c;
+    if (!api_cache_job_get(r->api->cache, job_id, &c))
+        return 0;
+    int status = strcmp(c.key_id, r->key_id) == 0 ? job_status_hit(r, job_id, &c) : 0;
     free(c.body);
     return status;
 }
