@@ -160,11 +160,14 @@ int api_cache_job_get(struct api_cache *c, const char *job_id, struct api_cached
 static struct api_job_entry *api_job_victim(struct api_job_set *s, const char *job_id)
 {
     struct api_job_entry *v = api_job_find(s, job_id);
-    for (size_t w = 0; v == NULL && w < API_CACHE_JOB_WAYS; w++)
+    if (v != NULL)
+        return v;
+    for (size_t w = 0; w < API_CACHE_JOB_WAYS; w++)
         if (s->e[w].job_id[0] == '\0')
-            v = &s->e[w];
-    for (size_t w = 0; v == NULL && w < API_CACHE_JOB_WAYS; w++)
-        if (v == NULL || s->e[w].used < v->used)
+            return &s->e[w];
+    v = &s->e[0];
+    for (size_t w = 1; w < API_CACHE_JOB_WAYS; w++)
+        if (s->e[w].used < v->used)
             v = &s->e[w];
     return v;
 }
@@ -180,23 +183,28 @@ void api_cache_job_put(struct api_cache *c, const char *job_id, const char *key_
 {
     if (c == NULL || strlen(job_id) != ID_HEX_LEN || len > API_CACHE_MAX_BODY)
         return;
-    if (atomic_fetch_add(&c->bytes, len) + len > API_CACHE_MAX_BYTES) {
-        atomic_fetch_sub(&c->bytes, len);
-        return;
-    }
     char *copy = xmalloc(len + 1);
     memcpy(copy, body, len);
     copy[len] = '\0';
     struct api_job_set *s = api_job_set_of(c, job_id);
     pthread_mutex_lock(&s->mu);
-    if (atomic_load(&c->epoch) != epoch) {
+    int keep = atomic_load(&c->epoch) == epoch;
+    struct api_job_entry *e = NULL;
+    if (keep) {
+        /* The victim goes first, so its bytes count as free: at the byte
+         * bound, a document still replaces one at least as large. */
+        e = api_job_victim(s, job_id);
+        api_job_clear(c, e);
+        if (atomic_fetch_add(&c->bytes, len) + len > API_CACHE_MAX_BYTES) {
+            atomic_fetch_sub(&c->bytes, len);
+            keep = 0;
+        }
+    }
+    if (!keep) {
         pthread_mutex_unlock(&s->mu);
-        atomic_fetch_sub(&c->bytes, len);
         free(copy);
         return;
     }
-    struct api_job_entry *e = api_job_victim(s, job_id);
-    api_job_clear(c, e);
     memcpy(e->job_id, job_id, ID_HEX_LEN + 1);
     snprintf(e->key_id, sizeof(e->key_id), "%s", key_id);
     e->version = *v;

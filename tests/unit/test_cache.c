@@ -2,9 +2,12 @@
  * test_cache.c - the api's status-document cache (api/cache.c) on its own:
  * the key that read an entry comes back with it; a drop between reading a
  * job and putting it keeps the stale copy out (the epoch); unfresh empties
- * the cache and is fresh as of nothing; freshness ages out; the counters
- * reach the metrics registry once each.
+ * the cache and is fresh as of nothing; freshness ages out; a full set
+ * evicts its least recently used entry; at the byte bound a document
+ * still replaces one as large; the counters reach the metrics registry
+ * once each.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +86,74 @@ static void test_fresh_and_unfresh(void)
     api_cache_free(c);
 }
 
+/* A job id in set `set` (its first 8 hex digits modulo the 1024 sets),
+ * told apart by n. */
+static void job_in_set(char id[ID_HEX_LEN + 1], unsigned set, unsigned n)
+{
+    snprintf(id, ID_HEX_LEN + 1, "%08x%024x", set + 1024u * n, n);
+}
+
+static void put_len(struct api_cache *c, const char *job, size_t len)
+{
+    struct store_job_version v;
+    memset(&v, 0, sizeof(v));
+    char *body = malloc(len);
+    memset(body, 'x', len);
+    char etag[API_ETAG_LEN];
+    api_etag(body, len, etag);
+    api_cache_job_put(c, job, "k1", api_cache_epoch(c), &v, body, len, etag);
+    free(body);
+}
+
+static int present(struct api_cache *c, const char *job)
+{
+    struct api_cached_job got;
+    if (!api_cache_job_get(c, job, &got))
+        return 0;
+    free(got.body);
+    return 1;
+}
+
+static void test_lru_eviction(void)
+{
+    struct api_cache *c = api_cache_new();
+    char id[5][ID_HEX_LEN + 1];
+    for (unsigned i = 0; i < 5; i++)
+        job_in_set(id[i], 7, i);
+    for (unsigned i = 0; i < 4; i++)
+        put(c, id[i], "k1", api_cache_epoch(c));
+    CHECK(present(c, id[0]));                /* the oldest is now the newest read */
+    put(c, id[4], "k1", api_cache_epoch(c)); /* the set is full: one goes */
+    CHECK(present(c, id[0]));
+    CHECK(!present(c, id[1]));               /* the least recently used */
+    CHECK(present(c, id[2]) && present(c, id[3]) && present(c, id[4]));
+    api_cache_free(c);
+}
+
+static void test_byte_bound(void)
+{
+    const size_t mib = 1024 * 1024;          /* the largest body kept */
+    struct api_cache *c = api_cache_new();
+    char id[ID_HEX_LEN + 1];
+    for (unsigned i = 0; i < 4; i++) {       /* one full set ... */
+        job_in_set(id, 3, i);
+        put_len(c, id, mib);
+    }
+    for (unsigned set = 100; set < 160; set++) { /* ... and 60 more: 64 MiB */
+        job_in_set(id, set, 0);
+        put_len(c, id, mib);
+    }
+    job_in_set(id, 500, 0);                  /* a free way frees nothing */
+    put_len(c, id, mib);
+    CHECK(!present(c, id));
+    job_in_set(id, 3, 4);                    /* the full set's LRU makes room */
+    put_len(c, id, mib);
+    CHECK(present(c, id));
+    job_in_set(id, 3, 0);
+    CHECK(!present(c, id));
+    api_cache_free(c);
+}
+
 static void test_counts_exported_once(void)
 {
     struct api_cache *c = api_cache_new();
@@ -105,6 +176,8 @@ int main(void)
     test_put_get_drop();
     test_drop_between_read_and_put();
     test_fresh_and_unfresh();
+    test_lru_eviction();
+    test_byte_bound();
     test_counts_exported_once();
     return check_report();
 }
