@@ -91,6 +91,8 @@ static void live_on_notify(const char *channel, const char *payload, void *arg)
     struct api_live *live = arg;
     if (strcmp(channel, "job_events") == 0)
         live_wake_job(live, payload);
+    else if (strcmp(channel, "job_changed") == 0 && strcmp(payload, "*") == 0)
+        api_cache_unfresh(live->cache);   /* jobs truncated (migration 018) */
     else if (strcmp(channel, "job_changed") == 0)
         api_cache_job_drop(live->cache, payload);
     else if (strcmp(channel, live->hb_channel) == 0 && db_generation(live->db) == live->gen)
@@ -150,6 +152,12 @@ static void *live_main(void *arg)
             live->gen = db_generation(live->db);
             api_cache_unfresh(live->cache);
             live_wake_all(live);
+        }
+        /* db_ensure()'s liveness check may have read notifications into
+         * libpq's queue: the socket would then not wake the poll. */
+        if (db_notifies(live->db, live_on_notify, live) < 0) {
+            log_warn("api.listen_lost", "reconnecting=1");
+            continue;
         }
         int wait_ms = live_heartbeat(live);
         if (wait_ms < 0)

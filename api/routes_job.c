@@ -140,42 +140,45 @@ static int job_same_version(const struct store_job_version *a,
            a->pruned == b->pruned;
 }
 
-/* Answers a hit of the caller's own key: without a query while the cache
- * is fresh (cache.h), else when the database shows the job unchanged.
- * Returns the status sent, or 0 (the entry is stale and dropped). */
-static int job_status_hit(struct api_req *r, const char *job_id, const struct api_cached_job *c)
+/* Answers a hit of the caller's own key: without a query when the cache
+ * was fresh before the entry was looked up (cache.h), else when the
+ * database shows the job unchanged; a changed or vanished job's entry is
+ * dropped. Returns the status sent, or 0 (the caller reads the job). */
+static int job_status_hit(struct api_req *r, const char *job_id, const struct api_cached_job *c,
+                          int fresh)
 {
     struct api_cache *cache = r->api->cache;
-    if (api_cache_fresh(cache, time_mono_ms(), r->api->cfg->api_cache_stale_ms)) {
+    if (fresh) {
         api_cache_count(cache, API_CACHE_FRESH);
         return api_send_etag(r, c->body, c->len, c->etag);
     }
     if (api_db(r) == NULL)
         return 503;
     struct store_job_version now;
-    int status = 0;
     int rc = store_job_check(r->db, job_id, r->key_id, &now);
-    if (rc != STORE_OK)
-        status = api_store_fail(r, rc, "Job not found");
-    else if (job_same_version(&c->version, &now))
-        status = api_send_etag(r, c->body, c->len, c->etag);
-    else
-        api_cache_job_drop(cache, job_id);
-    if (status != 0)
+    if (rc == STORE_OK && job_same_version(&c->version, &now)) {
         api_cache_count(cache, API_CACHE_CHECKED);
-    return status;
+        return api_send_etag(r, c->body, c->len, c->etag);
+    }
+    if (rc == STORE_OK || rc == STORE_NOT_FOUND)
+        api_cache_job_drop(cache, job_id);
+    return rc == STORE_OK ? 0 : api_store_fail(r, rc, "Job not found");
 }
 
 /* Answers from the cache when it holds job_id for this key. An entry read
  * by another key is not used: the query decides what that caller sees.
+ * Freshness is read before the lookup: a fresh cache holds no job changed
+ * before its heartbeat, but an entry copied out before the listener
+ * caught up must not pass for fresh because the listener then did.
  * Returns the status sent, or 0 (no usable entry: the caller reads the
  * job). */
 static int job_status_cached(struct api_req *r, const char *job_id)
 {
+    int fresh = api_cache_fresh(r->api->cache, time_mono_ms(), r->api->cfg->api_cache_stale_ms);
     struct api_cached_job c;
     if (!api_cache_job_get(r->api->cache, job_id, &c))
         return 0;
-    int status = strcmp(c.key_id, r->key_id) == 0 ? job_status_hit(r, job_id, &c) : 0;
+    int status = strcmp(c.key_id, r->key_id) == 0 ? job_status_hit(r, job_id, &c, fresh) : 0;
     free(c.body);
     return status;
 }

@@ -8,7 +8,8 @@ If-None-Match answers 304 without a body; another key still gets 404; a
 deleted session's or pruned job's document is what store_job_get answers
 (today: 200, the job's history stays readable, test_api.test_delete_session);
 a job deleted from the database answers 404 even after caching (also as
-seen by a second api process on the same database); a queued job is never
+seen by a second api process on the same database, and after TRUNCATE,
+which fires no row trigger); a queued job is never
 served stale; a revoked key stops working within KEY_CACHE_TTL_MS (2 s,
 promised 5 s).
 
@@ -149,6 +150,21 @@ class CacheTest(harness.ServiceTest):
         self.assertEqual(self.hits_since(before), 3, self.counts())
         # What the janitor's history purge does: the rows go.
         s.sql("DELETE FROM sessions WHERE id = '%s'" % sid)
+        self.assert_gone(jid)
+        # A 404 is no hit: the metric counts only answers from the cache.
+        before = self.counts()
+        self.assertError(self.status(jid), 404, "job not found")
+        self.assertEqual(self.hits_since(before), 0, self.counts())
+
+    def test_truncated_jobs_404_after_caching(self):
+        # TRUNCATE fires no row trigger: a statement trigger tells the
+        # listeners to drop everything (migration 018).
+        _, jid = self.ended_job()
+        self.assertEqual(self.status(jid).status, 200)
+        before = self.counts()
+        self.assertEqual(self.status(jid).status, 200)
+        self.assertEqual(self.hits_since(before), 1, self.counts())
+        self.svc.sql("TRUNCATE jobs CASCADE")
         self.assert_gone(jid)
 
     def test_queued_never_stale(self):
