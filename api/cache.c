@@ -8,9 +8,11 @@
  * Keys: API_CACHE_KEY_SLOTS direct-mapped slots (by the key hash's first
  * bytes), each with its own mutex.
  *
- * A drop bumps the epoch before it takes the set's mutex, and a put
- * compares the epoch under that mutex: either the put sees the bump and
- * keeps nothing, or the drop finds the new entry and removes it.
+ * Each set has an epoch. A drop bumps its set's epoch before it takes the
+ * set's mutex, and a put compares that epoch under the mutex: either the
+ * put sees the bump and keeps nothing, or the drop finds the new entry
+ * and removes it. Per set, so the thousands of drops of a janitor purge
+ * only hold back puts of jobs that share a set with a dropped one.
  */
 #include "cache.h"
 
@@ -42,6 +44,7 @@ struct api_job_entry {
 
 struct api_job_set {
     pthread_mutex_t      mu;
+    atomic_uint_fast64_t epoch;
     uint64_t             tick;
     struct api_job_entry e[API_CACHE_JOB_WAYS];
 };
@@ -57,7 +60,6 @@ struct api_cache {
     struct api_job_set  sets[API_CACHE_JOB_SETS];
     struct api_key_slot keys[API_CACHE_KEY_SLOTS];
     atomic_size_t       bytes;
-    atomic_uint_fast64_t epoch;
     atomic_int_fast64_t fresh_as_of;                 /* 0 = not fresh */
     atomic_ullong       counts[API_CACHE_RESULTS_];   /* since the last scrape */
 };
@@ -67,12 +69,13 @@ struct api_cache *api_cache_new(void)
     struct api_cache *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
-    for (size_t i = 0; i < API_CACHE_JOB_SETS; i++)
+    for (size_t i = 0; i < API_CACHE_JOB_SETS; i++) {
         pthread_mutex_init(&c->sets[i].mu, NULL);
+        atomic_init(&c->sets[i].epoch, 0);
+    }
     for (size_t i = 0; i < API_CACHE_KEY_SLOTS; i++)
         pthread_mutex_init(&c->keys[i].mu, NULL);
     atomic_init(&c->bytes, 0);
-    atomic_init(&c->epoch, 0);
     atomic_init(&c->fresh_as_of, 0);
     for (int i = 0; i < API_CACHE_RESULTS_; i++)
         atomic_init(&c->counts[i], 0);
@@ -172,9 +175,11 @@ static struct api_job_entry *api_job_victim(struct api_job_set *s, const char *j
     return v;
 }
 
-uint64_t api_cache_epoch(struct api_cache *c)
+uint64_t api_cache_epoch(struct api_cache *c, const char *job_id)
 {
-    return c == NULL ? 0 : atomic_load(&c->epoch);
+    if (c == NULL || strlen(job_id) != ID_HEX_LEN)
+        return 0;
+    return atomic_load(&api_job_set_of(c, job_id)->epoch);
 }
 
 void api_cache_job_put(struct api_cache *c, const char *job_id, const char *key_id,
@@ -188,7 +193,7 @@ void api_cache_job_put(struct api_cache *c, const char *job_id, const char *key_
     copy[len] = '\0';
     struct api_job_set *s = api_job_set_of(c, job_id);
     pthread_mutex_lock(&s->mu);
-    int keep = atomic_load(&c->epoch) == epoch;
+    int keep = atomic_load(&s->epoch) == epoch;
     struct api_job_entry *e = NULL;
     if (keep) {
         /* The victim goes first, so its bytes count as free: at the byte
@@ -219,8 +224,8 @@ void api_cache_job_drop(struct api_cache *c, const char *job_id)
 {
     if (c == NULL || strlen(job_id) != ID_HEX_LEN)
         return;
-    atomic_fetch_add(&c->epoch, 1);
     struct api_job_set *s = api_job_set_of(c, job_id);
+    atomic_fetch_add(&s->epoch, 1);
     pthread_mutex_lock(&s->mu);
     struct api_job_entry *e = api_job_find(s, job_id);
     if (e != NULL)
@@ -239,9 +244,9 @@ void api_cache_unfresh(struct api_cache *c)
     if (c == NULL)
         return;
     atomic_store(&c->fresh_as_of, 0);
-    atomic_fetch_add(&c->epoch, 1);
     for (size_t i = 0; i < API_CACHE_JOB_SETS; i++) {
         struct api_job_set *s = &c->sets[i];
+        atomic_fetch_add(&s->epoch, 1);
         pthread_mutex_lock(&s->mu);
         for (size_t w = 0; w < API_CACHE_JOB_WAYS; w++)
             if (s->e[w].job_id[0] != '\0')

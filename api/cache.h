@@ -60,10 +60,11 @@ void api_etag(const char *body, size_t len, char etag[API_ETAG_LEN]);
 /* 1 with out filled on a hit, else 0 (also when c is NULL). */
 int api_cache_job_get(struct api_cache *c, const char *job_id, struct api_cached_job *out);
 
-/* A count that changes with every drop: read it before reading a job from
- * the database, and hand it to api_cache_job_put(), which keeps nothing
- * if a drop came in between (it may have been this job's). */
-uint64_t api_cache_epoch(struct api_cache *c);
+/* A count that changes with every drop of a job that shares job_id's set
+ * (and with api_cache_unfresh): read it before reading the job from the
+ * database, and hand it to api_cache_job_put(), which keeps nothing if
+ * such a drop came in between (it may have been this job's). */
+uint64_t api_cache_epoch(struct api_cache *c, const char *job_id);
 
 /* Keeps a copy of an ended job's body, as read by key_id (too large, over
  * the byte bound or epoch outdated: not kept). */

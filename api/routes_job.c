@@ -200,7 +200,7 @@ static void job_status_keep(struct api_req *r, struct db *db, const struct store
 /* Reads, renders and answers the job. */
 static int job_status_read(struct api_req *r, struct db *db, const char *job_id)
 {
-    uint64_t epoch = api_cache_epoch(r->api->cache);
+    uint64_t epoch = api_cache_epoch(r->api->cache, job_id);
     struct store_job j;
     int rc = store_job_get(db, job_id, r->key_id, &j);
     if (rc != STORE_OK)

@@ -1,7 +1,8 @@
 /*
  * test_cache.c - the api's status-document cache (api/cache.c) on its own:
  * the key that read an entry comes back with it; a drop between reading a
- * job and putting it keeps the stale copy out (the epoch); unfresh empties
+ * job and putting it keeps the stale copy out (the epoch of its set, so
+ * other sets' puts go on); unfresh empties
  * the cache and is fresh as of nothing; freshness ages out; a full set
  * evicts its least recently used entry; at the byte bound a document
  * still replaces one as large; the counters reach the metrics registry
@@ -44,7 +45,7 @@ static void test_put_get_drop(void)
 {
     struct api_cache *c = api_cache_new();
     CHECK(!has(c, JOB, "k1"));
-    put(c, JOB, "k1", api_cache_epoch(c));
+    put(c, JOB, "k1", api_cache_epoch(c, JOB));
     CHECK(has(c, JOB, "k1"));
     CHECK(!has(c, JOB, "k2"));               /* another key's copy is not this key's */
     api_cache_job_drop(c, JOB);
@@ -55,12 +56,17 @@ static void test_put_get_drop(void)
 static void test_drop_between_read_and_put(void)
 {
     struct api_cache *c = api_cache_new();
-    uint64_t before = api_cache_epoch(c);    /* a request starts reading */
+    uint64_t before = api_cache_epoch(c, JOB);    /* a request starts reading */
     api_cache_job_drop(c, JOB);              /* the job is deleted meanwhile */
     put(c, JOB, "k1", before);               /* its stale copy arrives */
     CHECK(!has(c, JOB, "k1"));
-    put(c, JOB, "k1", api_cache_epoch(c));
+    put(c, JOB, "k1", api_cache_epoch(c, JOB));
     CHECK(has(c, JOB, "k1"));
+    /* A drop holds back only puts into its own set (JOB2's is another). */
+    before = api_cache_epoch(c, JOB2);
+    api_cache_job_drop(c, JOB);
+    put(c, JOB2, "k1", before);
+    CHECK(has(c, JOB2, "k1"));
     api_cache_free(c);
 }
 
@@ -73,9 +79,9 @@ static void test_fresh_and_unfresh(void)
     CHECK(api_cache_fresh(c, 1500, 500));
     CHECK(!api_cache_fresh(c, 1501, 500));   /* heartbeats stopped coming back */
     CHECK(!api_cache_fresh(c, 1000, 0));     /* 0: never fresh */
-    put(c, JOB, "k1", api_cache_epoch(c));
-    put(c, JOB2, "k1", api_cache_epoch(c));
-    uint64_t before = api_cache_epoch(c);
+    put(c, JOB, "k1", api_cache_epoch(c, JOB));
+    put(c, JOB2, "k1", api_cache_epoch(c, JOB2));
+    uint64_t before = api_cache_epoch(c, JOB);
     api_cache_unfresh(c);                    /* the listener reconnected */
     CHECK(!api_cache_fresh(c, 1000, 500));
     CHECK(!has(c, JOB, "k1"));
@@ -101,7 +107,7 @@ static void put_len(struct api_cache *c, const char *job, size_t len)
     memset(body, 'x', len);
     char etag[API_ETAG_LEN];
     api_etag(body, len, etag);
-    api_cache_job_put(c, job, "k1", api_cache_epoch(c), &v, body, len, etag);
+    api_cache_job_put(c, job, "k1", api_cache_epoch(c, job), &v, body, len, etag);
     free(body);
 }
 
@@ -121,9 +127,9 @@ static void test_lru_eviction(void)
     for (unsigned i = 0; i < 5; i++)
         job_in_set(id[i], 7, i);
     for (unsigned i = 0; i < 4; i++)
-        put(c, id[i], "k1", api_cache_epoch(c));
+        put(c, id[i], "k1", api_cache_epoch(c, id[i]));
     CHECK(present(c, id[0]));                /* the oldest is now the newest read */
-    put(c, id[4], "k1", api_cache_epoch(c)); /* the set is full: one goes */
+    put(c, id[4], "k1", api_cache_epoch(c, id[4])); /* the set is full: one goes */
     CHECK(present(c, id[0]));
     CHECK(!present(c, id[1]));               /* the least recently used */
     CHECK(present(c, id[2]) && present(c, id[3]) && present(c, id[4]));
