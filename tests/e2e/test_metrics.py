@@ -94,12 +94,27 @@ class Metrics(harness.ServiceTest):
                                         for k, v in l if k == "version"][0]), 1)
         base = value(before, "opencode_http_requests_total", route="/health", method="GET",
                      status="200") or 0
+        base_timed = value(before, "opencode_http_request_duration_seconds_count",
+                           route="/health") or 0
         for _ in range(3):
             self.assertEqual(s.request("GET", "/health", key=None).status, 200)
         # A path nobody routes is counted as "unknown", never by its text.
         self.assertEqual(s.request("GET", "/no/such/path-123", key=None).status, 404)
         self.assertEqual(s.request("GET", "/job/status", key=None).status, 401)
-        after, _ = scrape(self.ports["api"])
+        # A request is counted once its answer has gone out, so the client
+        # may scrape a moment before: wait until all five are in (and timed).
+        def counted():
+            after, _ = scrape(self.ports["api"])
+            health = value(after, "opencode_http_requests_total", route="/health",
+                           method="GET", status="200") or 0
+            seen = [value(after, "opencode_http_requests_total", route=route, method="GET",
+                          status=code) for route, code in (("unknown", "404"),
+                                                           ("/job/status", "401"))]
+            timed = value(after, "opencode_http_request_duration_seconds_count",
+                          route="/health") or 0
+            return (after if health >= base + 3 and timed >= base_timed + 3 and None not in seen
+                    else None)
+        after = harness.wait_for(counted, 10, 0.05, "the requests counted")
         self.assertEqual(value(after, "opencode_http_requests_total", route="/health",
                                method="GET", status="200"), base + 3)
         self.assertGreaterEqual(value(after, "opencode_http_requests_total", route="unknown",
@@ -109,8 +124,8 @@ class Metrics(harness.ServiceTest):
         for (n, labels) in after:
             if n == "opencode_http_requests_total":
                 self.assertNotIn("/no/such/path-123", dict(labels).values())
-        self.assertGreaterEqual(value(after, "opencode_http_request_duration_seconds_count",
-                                      route="/health"), 3)
+        self.assertEqual(value(after, "opencode_http_request_duration_seconds_count",
+                               route="/health"), base_timed + 3)
         self.assertEqual(value(after, "opencode_http_request_duration_seconds_bucket",
                                route="/health", le="+Inf"),
                          value(after, "opencode_http_request_duration_seconds_count",
